@@ -1,0 +1,3 @@
+from fagan.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""The ``fagan`` command line.
+
+Each sub-command lives in its own module of this package and exposes ``register(subparsers)``,
+which adds its parser and sets ``func`` to a callable ``(argparse.Namespace) -> int``. Heavy
+imports (torch, nibabel) happen inside those functions so that ``fagan --help`` is instant.
+
+User errors (``ValueError``, including :class:`fagan.FaganError`, and missing files) are printed
+as a single ``fagan: error: ...`` line on stderr with exit status 2; nothing else is caught.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from fagan import __version__
+
+# Sub-command modules, in the order ``fagan --help`` lists them.
+COMMANDS: tuple[str, ...] = ("models",)
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(prog="fagan", description="MRI super-resolution with FA-GAN.")
+    parser.add_argument("--version", action="version", version=f"fagan {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_OneLineParser)
+    sub.required = True
+    for name in COMMANDS:
+        importlib.import_module(f"fagan.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError) as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"fagan: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fagan: interrupted", file=sys.stderr)
+        return 130
