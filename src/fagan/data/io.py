@@ -1,0 +1,725 @@
+"""Reading MRI volumes into ``(float32 array, affine, metadata)`` and writing NIfTI.
+
+Every reader returns a :class:`Volume` whose ``array`` is 3D float32 ``(X, Y, Z)`` and whose
+``affine`` maps voxel indices ``(i, j, k, 1)`` to RAS+ millimetres (nibabel's convention).
+
+Layouts, per format:
+
+* NIfTI (``.nii``, ``.nii.gz``): the array as nibabel gives it, scaling applied, ``Z`` the third
+  axis. A 4D file needs ``frame`` (the index along the fourth axis).
+* DICOM (a file, a multi-frame file, or a directory holding one series): ``array[i, j, k]`` is
+  column ``i`` and row ``j`` of slice ``k`` (so each slice is ``pixel_array.T``), slices sorted by
+  their position along the slice normal, rescale slope/intercept applied. The affine is built
+  from ImagePositionPatient / ImageOrientationPatient / PixelSpacing in DICOM's LPS space and
+  converted to RAS by negating the first two rows, as nibabel does. Files without plane geometry
+  get a diagonal affine from the spacings and ``meta["geometry"] == "missing"``. Several images
+  at each slice position (time points, echoes) make a 4D series: choose one with ``frame``.
+* fastMRI HDF5 (``.h5``): ``reconstruction_rss`` (multi-coil) or ``reconstruction_esc``
+  (single-coil), ``(slices, rows, cols)`` on disk, laid out as ``array[i, j, k] =
+  recon[k, j, i]`` like DICOM. fastMRI stores no patient orientation, so the affine is diagonal
+  with the voxel sizes of the ISMRMRD header's reconstruction space (1 mm if absent).
+* 2D images (``.npy``, 8- or 16-bit grayscale ``.png``): ``(H, W, 1)`` with ``array[r, c, 0] =
+  image[r, c]`` and an identity affine.
+
+Bad input raises :class:`fagan.FaganError` with a one-line message saying what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from fagan import FaganError
+
+SUPPORTED_SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz", ".dcm", ".h5", ".hdf5", ".npy", ".png")
+
+#: Volumes (or frames) with more voxels than this are refused before any data is allocated.
+MAX_VOXELS = 2**30
+
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+class Volume(NamedTuple):
+    """A volume read from disk.
+
+    ``array``: float32 ``(X, Y, Z)``; ``Z`` is the slice axis for NIfTI and DICOM series, and 2D
+    images are ``(H, W, 1)``. ``affine``: ``(4, 4)`` float64 mapping voxel index to RAS+ mm.
+    ``meta``: format, path, original dtype, voxel size and format-specific details.
+    """
+
+    array: np.ndarray
+    affine: np.ndarray
+    meta: dict
+
+
+# ----------------------------------------------------------------------------------------------
+# Dispatch
+
+
+def read_volume(path: str | os.PathLike, frame: int | None = None) -> Volume:
+    """Read a NIfTI, DICOM (file or series directory), fastMRI HDF5, .npy or PNG volume.
+
+    ``frame`` picks one 3D volume of a 4D input (NIfTI time series, DICOM series with several
+    images per position); it must be left as ``None`` (or 0) for 3D input.
+    Returns a :class:`Volume` with a finite, non-constant float32 ``(X, Y, Z)`` array.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or directory")
+    if frame is not None and (not isinstance(frame, (int, np.integer)) or frame < 0):
+        raise FaganError(f"frame must be a non-negative integer, got {frame!r}")
+    reader = _reader_for(path)
+    array, affine, meta = reader(path, frame)
+    return _finish(path, array, affine, meta, frame)
+
+
+def volume_format(path: str | os.PathLike) -> str | None:
+    """The format name ``read_volume`` would use for ``path`` or None if it cannot read it."""
+    path = Path(path)
+    if path.is_dir():
+        return "dicom-series"
+    name = path.name.lower()
+    for suffix, fmt in (
+        (".nii.gz", "nifti"),
+        (".nii", "nifti"),
+        (".dcm", "dicom"),
+        (".h5", "fastmri-hdf5"),
+        (".hdf5", "fastmri-hdf5"),
+        (".npy", "npy"),
+        (".png", "png"),
+    ):
+        if name.endswith(suffix):
+            return fmt
+    head = _head(path, 132)
+    if head[128:132] == b"DICM":
+        return "dicom"
+    if head.startswith(_HDF5_MAGIC):
+        return "fastmri-hdf5"
+    if head.startswith(_NPY_MAGIC):
+        return "npy"
+    if head.startswith(_PNG_MAGIC):
+        return "png"
+    return None
+
+
+def _reader_for(path: Path) -> Callable[[Path, int | None], tuple[np.ndarray, np.ndarray, dict]]:
+    fmt = volume_format(path)
+    if fmt is None:
+        raise FaganError(
+            f"{path}: unknown file format; fagan reads {', '.join(SUPPORTED_SUFFIXES)} files and "
+            "folders holding one DICOM series - convert the file to NIfTI"
+        )
+    return _READERS[fmt]
+
+
+def _head(path: Path, n: int) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(n)
+    except OSError:
+        return b""
+
+
+def _finish(path: Path, array: np.ndarray, affine: np.ndarray, meta: dict, frame: int | None) -> Volume:
+    """Check the decoded data and pack it as a Volume."""
+    if array.ndim != 3:
+        raise FaganError(f"{path}: expected a 3D volume after reading, got shape {array.shape}")
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if not np.isfinite(array).all():
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        raise FaganError(
+            f"{path}: {bad} voxels are NaN or infinite; replace them (e.g. with 0) and save again"
+        )
+    if array.size == 0 or float(array.min()) == float(array.max()):
+        value = float(array.flat[0]) if array.size else float("nan")
+        raise FaganError(
+            f"{path}: the image is constant ({value:g} everywhere) and holds nothing to "
+            "super-resolve; check that the right file (or frame) was given"
+        )
+    affine = np.asarray(affine, dtype=np.float64)
+    if affine.shape != (4, 4) or not np.isfinite(affine).all():
+        raise FaganError(f"{path}: the affine is not a finite 4x4 matrix; fix the file's header")
+    meta = {
+        "path": str(path),
+        "shape": tuple(int(n) for n in array.shape),
+        "voxel_size": tuple(float(v) for v in np.linalg.norm(affine[:3, :3], axis=0)),
+        "frame": frame,
+        **meta,
+    }
+    return Volume(array, affine, meta)
+
+
+def _check_size(path: Path, shape: tuple[int, ...], what: str = "the header") -> None:
+    n = 1
+    for s in shape:
+        n *= max(int(s), 0)
+    if n > MAX_VOXELS:
+        raise FaganError(
+            f"{path}: {what} claims {'x'.join(str(int(s)) for s in shape)} = {n} voxels, more than "
+            f"the {MAX_VOXELS} fagan accepts; the file is corrupt or must be cropped first"
+        )
+
+
+def _corrupt(path: Path, kind: str, exc: BaseException) -> FaganError:
+    detail = " ".join(str(exc).split()) or type(exc).__name__
+    return FaganError(
+        f"{path}: cannot read this {kind} file ({detail}); it may be truncated or corrupt - "
+        "copy or export it again"
+    )
+
+
+def _select_frame(path: Path, n_frames: int, frame: int | None, what: str) -> int:
+    """Validate ``frame`` against ``n_frames`` volumes; return the index to use."""
+    if n_frames > 1 and frame is None:
+        raise FaganError(
+            f"{path}: {what} holds {n_frames} volumes; choose one with frame=0..{n_frames - 1} "
+            "(--frame on the command line)"
+        )
+    index = 0 if frame is None else int(frame)
+    if index >= n_frames:
+        raise FaganError(
+            f"{path}: frame {index} does not exist; {what} holds {n_frames} volume(s), "
+            f"so use frame=0..{n_frames - 1}"
+        )
+    return index
+
+
+# ----------------------------------------------------------------------------------------------
+# NIfTI
+
+
+def _read_nifti(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray, dict]:
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(path))
+        shape = tuple(int(n) for n in img.shape)
+        dtype = img.get_data_dtype()
+    except Exception as exc:  # nibabel raises many types for bad headers
+        raise _corrupt(path, "NIfTI", exc) from exc
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise FaganError(f"{path}: not a NIfTI image ({type(img).__name__}); convert it to NIfTI")
+    # Trailing singleton axes (e.g. X, Y, Z, 1, 1) do not count as extra dimensions.
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) > 4:
+        raise FaganError(f"{path}: a {len(shape)}D NIfTI image {shape} is not supported; save 3D volumes")
+    _check_size(path, shape[:3])
+    n_frames = shape[3] if len(shape) == 4 else 1
+    index = _select_frame(path, n_frames, frame, "this 4D NIfTI file")
+    if not str(path).lower().endswith(".gz"):
+        offset = int(img.header.get("vox_offset", 0))
+        expected = offset + int(np.prod(img.shape)) * dtype.itemsize
+        actual = path.stat().st_size
+        if actual < expected:
+            raise FaganError(
+                f"{path}: the file is truncated ({actual} bytes, the header needs {expected}); "
+                "copy or export it again"
+            )
+    try:
+        if len(img.shape) <= 3:
+            data = img.get_fdata(dtype=np.float32)
+        else:  # read only the chosen frame of a 4D file
+            extra = (0,) * (len(img.shape) - 4)
+            data = np.asarray(img.dataobj[(slice(None),) * 3 + (index,) + extra], dtype=np.float32)
+    except Exception as exc:
+        raise _corrupt(path, "NIfTI", exc) from exc
+    data = data.reshape((shape + (1, 1))[:3])
+    meta = {"format": "nifti", "dtype": str(dtype), "n_frames": n_frames}
+    return data, img.affine, meta
+
+
+def write_nifti(
+    path: str | os.PathLike, array: np.ndarray, affine: np.ndarray, *, overwrite: bool = False
+) -> None:
+    """Write ``array`` (2D or 3D, stored as float32) with ``affine`` (4x4) to ``.nii``/``.nii.gz``.
+
+    The file is written to a temporary name in the same folder and moved into place, so a
+    crash never leaves a half-written volume. An existing file is kept unless ``overwrite``.
+    """
+    import nibabel as nib
+
+    path = Path(path)
+    name = path.name.lower()
+    if name.endswith(".nii.gz"):
+        suffix = ".nii.gz"
+    elif name.endswith(".nii"):
+        suffix = ".nii"
+    else:
+        raise FaganError(f"{path}: NIfTI output must end in .nii or .nii.gz")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory; give a file name ending in {suffix}")
+    data = np.asarray(array, dtype=np.float32)
+    if data.ndim not in (2, 3):
+        raise FaganError(f"write_nifti expects a 2D or 3D array, got shape {data.shape}")
+    affine = np.asarray(affine, dtype=np.float64)
+    if affine.shape != (4, 4):
+        raise FaganError(f"write_nifti expects a 4x4 affine, got shape {affine.shape}")
+    img = nib.Nifti1Image(data, affine)
+    img.set_data_dtype(np.float32)
+    img.header.set_xyzt_units("mm", "sec")
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=folder)
+    os.close(fd)
+    try:
+        nib.save(img, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+# ----------------------------------------------------------------------------------------------
+# DICOM
+
+
+@dataclass
+class _Slice:
+    """One 2D DICOM image: its position (LPS mm, or None), a tie-break key and a loader."""
+
+    position: np.ndarray | None
+    key: tuple
+    load: Callable[[], np.ndarray]  # -> float32 (Rows, Columns), rescale applied
+
+
+@dataclass
+class _Plane:
+    """In-plane geometry shared by the slices of one volume."""
+
+    orientation: np.ndarray | None  # (6,) row cosine then column cosine, or None
+    spacing: tuple[float, float]  # (between rows, between columns) in mm
+    thickness: float  # slice step used when positions are missing
+
+
+def _dicom_read(path: Path, *, pixels: bool) -> Any:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return pydicom.dcmread(str(path), stop_before_pixels=not pixels)
+    except InvalidDicomError as exc:
+        raise FaganError(
+            f"{path}: not a DICOM file ({' '.join(str(exc).split())}); give a .dcm file, a folder "
+            "holding one DICOM series, or convert the file to NIfTI"
+        ) from exc
+    except Exception as exc:
+        raise _corrupt(path, "DICOM", exc) from exc
+
+
+def _check_dicom_image(path: Path, ds: Any) -> None:
+    if "Rows" not in ds or "Columns" not in ds:
+        raise FaganError(f"{path}: this DICOM file holds no image (no Rows/Columns); give an image file")
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+    if samples != 1 or not photometric.startswith("MONOCHROME"):
+        raise FaganError(
+            f"{path}: a colour DICOM image ({photometric}, {samples} samples per pixel); MRI "
+            "super-resolution needs grayscale magnitude images - export the grayscale series"
+        )
+    _check_size(path, (int(ds.Rows), int(ds.Columns), int(ds.get("NumberOfFrames", 1) or 1)))
+
+
+def _floats(value: Any, n: int) -> np.ndarray | None:
+    if value is None:
+        return None
+    try:
+        out = np.array([float(v) for v in value], dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return out if out.shape == (n,) and np.isfinite(out).all() else None
+
+
+def _group_item(ds: Any, index: int | None, sequence: str) -> Any:
+    """The item of a functional-group ``sequence`` for frame ``index`` (per-frame, else shared)."""
+    for groups, i in (("PerFrameFunctionalGroupsSequence", index), ("SharedFunctionalGroupsSequence", 0)):
+        if i is None or groups not in ds or len(ds[groups].value) <= i:
+            continue
+        item = ds[groups].value[i]
+        if sequence in item and len(item[sequence].value) > 0:
+            return item[sequence].value[0]
+    return None
+
+
+def _rescale(ds: Any, index: int | None) -> tuple[float, float]:
+    item = _group_item(ds, index, "PixelValueTransformationSequence")
+    source = item if item is not None and "RescaleSlope" in item else ds
+    slope = source.get("RescaleSlope")
+    intercept = source.get("RescaleIntercept")
+    return (
+        float(slope) if slope not in (None, "") else 1.0,
+        float(intercept) if intercept not in (None, "") else 0.0,
+    )
+
+
+def _plane(ds: Any, index: int | None = None) -> _Plane:
+    measures = _group_item(ds, index, "PixelMeasuresSequence")
+    orient_item = _group_item(ds, index, "PlaneOrientationSequence")
+    spacing = _floats((measures or ds).get("PixelSpacing"), 2)
+    if spacing is None:
+        spacing = _floats(ds.get("PixelSpacing"), 2)
+    spacing = spacing if spacing is not None and (spacing > 0).all() else np.ones(2)
+    orientation = _floats((orient_item or ds).get("ImageOrientationPatient"), 6)
+    steps = [
+        _positive(source, key)
+        for source in (measures, ds)
+        if source is not None
+        for key in ("SpacingBetweenSlices", "SliceThickness")
+    ]
+    step = next((s for s in steps if s is not None), 1.0)
+    return _Plane(orientation, (float(spacing[0]), float(spacing[1])), step)
+
+
+def _positive(source: Any, key: str) -> float | None:
+    try:
+        value = float(source.get(key))
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) and value > 0 else None
+
+
+def _normal(orientation: np.ndarray) -> np.ndarray:
+    normal = np.cross(orientation[:3], orientation[3:])
+    return normal / (np.linalg.norm(normal) or 1.0)
+
+
+def _assemble(
+    path: Path, slices: list[_Slice], plane: _Plane, frame: int | None
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Sort slices along the normal, pick a frame if 4D, stack and build the RAS affine."""
+    have_geometry = plane.orientation is not None and all(s.position is not None for s in slices)
+    meta: dict = {"geometry": "ok" if have_geometry else "missing"}
+    if have_geometry:
+        assert plane.orientation is not None
+        normal = _normal(plane.orientation)
+        along = [float(np.dot(s.position, normal)) for s in slices]  # type: ignore[arg-type]
+        order = sorted(range(len(slices)), key=lambda i: (along[i], slices[i].key))
+        # Group images sharing a slice position (0.01 mm apart or less).
+        groups: list[list[int]] = []
+        for i in order:
+            if groups and abs(along[i] - along[groups[-1][0]]) <= 1e-2:
+                groups[-1].append(i)
+            else:
+                groups.append([i])
+        counts = {len(g) for g in groups}
+        if len(counts) > 1:
+            raise FaganError(
+                f"{path}: the slice positions hold {min(counts)} to {max(counts)} images each; "
+                "files are missing or two series are mixed - keep one complete series per folder"
+            )
+        n_frames = counts.pop()
+        index = _select_frame(path, n_frames, frame, "this DICOM series")
+        chosen = [slices[sorted(g, key=lambda i: slices[i].key)[index]] for g in groups]
+        meta["n_frames"] = n_frames
+        positions = np.array([s.position for s in chosen])
+        if len(chosen) > 1:
+            gaps = np.diff([along[g[0]] for g in groups])
+            if np.abs(gaps - np.median(gaps)).max() > 0.1 * np.median(gaps) + 1e-3:
+                raise FaganError(
+                    f"{path}: the slices are unevenly spaced (gaps from {gaps.min():.3g} to "
+                    f"{gaps.max():.3g} mm); a file is probably missing - restore the full series"
+                )
+            step = (positions[-1] - positions[0]) / (len(chosen) - 1)
+        else:
+            step = normal * plane.thickness
+        lps = np.eye(4)
+        lps[:3, 0] = plane.orientation[:3] * plane.spacing[1]
+        lps[:3, 1] = plane.orientation[3:] * plane.spacing[0]
+        lps[:3, 2] = step
+        lps[:3, 3] = positions[0]
+    else:
+        chosen = sorted(slices, key=lambda s: s.key)
+        _select_frame(path, 1, frame, "this DICOM image")
+        meta["n_frames"] = 1
+        lps = np.diag([plane.spacing[1], plane.spacing[0], plane.thickness, 1.0])
+    shapes = set()
+    planes = []
+    for s in chosen:
+        image = s.load()
+        shapes.add(image.shape)
+        planes.append(image.T)
+    if len(shapes) > 1:
+        raise FaganError(f"{path}: the slices differ in size {sorted(shapes)}; keep one series per folder")
+    array = np.stack(planes, axis=-1).astype(np.float32, copy=False)
+    return array, _LPS_TO_RAS @ lps, meta
+
+
+def _pixels(path: Path, ds: Any) -> np.ndarray:
+    try:
+        return np.asarray(ds.pixel_array)
+    except Exception as exc:
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise FaganError(
+            f"{path}: cannot decode the DICOM pixel data ({detail}; transfer syntax "
+            f"{getattr(syntax, 'name', syntax)}); the file may be truncated, or compressed with a "
+            "codec pydicom lacks - install pylibjpeg or convert the file"
+        ) from exc
+
+
+def _dicom_meta(ds: Any) -> dict:
+    keys = ("Modality", "SeriesInstanceUID", "SeriesDescription", "BodyPartExamined")
+    meta = {k: str(ds.get(k)) for k in keys if ds.get(k) not in (None, "")}
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    meta["dtype"] = f"{'int' if signed else 'uint'}{int(ds.get('BitsAllocated', 16) or 16)}"
+    meta["photometric"] = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+    return meta
+
+
+def _read_dicom_file(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray, dict]:
+    header = _dicom_read(path, pixels=False)
+    _check_dicom_image(path, header)
+    ds = _dicom_read(path, pixels=True)
+    pixels = _pixels(path, ds)
+    n = int(ds.get("NumberOfFrames", 1) or 1)
+    if n == 1:
+        pixels = pixels.reshape((1,) + pixels.shape[-2:])
+    if pixels.ndim != 3 or pixels.shape[0] != n:
+        raise FaganError(
+            f"{path}: pixel data of shape {pixels.shape} does not match {n} frame(s) of "
+            f"{ds.Rows}x{ds.Columns}; the file is corrupt"
+        )
+    slices = []
+    for f in range(n):
+        index = f if n > 1 else None
+        position_item = _group_item(ds, index, "PlanePositionSequence")
+        position = _floats((position_item or ds).get("ImagePositionPatient"), 3)
+        if n > 1 and position_item is None:
+            position = None  # one top-level position cannot place every frame
+        content = _group_item(ds, index, "FrameContentSequence")
+        temporal = int(content.get("TemporalPositionIndex", 0) or 0) if content is not None else 0
+        slope, intercept = _rescale(ds, index)
+
+        def load(f: int = f, slope: float = slope, intercept: float = intercept) -> np.ndarray:
+            return pixels[f].astype(np.float32) * np.float32(slope) + np.float32(intercept)
+
+        slices.append(_Slice(position, (temporal, f), load))
+    plane = _plane(ds, 0 if n > 1 else None)
+    array, affine, meta = _assemble(path, slices, plane, frame)
+    meta.update(_dicom_meta(ds), format="dicom", n_images=n)
+    return array, affine, meta
+
+
+def _read_dicom_series(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray, dict]:
+    files = [
+        p
+        for p in sorted(path.iterdir())
+        if p.is_file() and not p.name.startswith(".") and p.name.upper() != "DICOMDIR" and is_dicom(p)
+    ]
+    if not files:
+        raise FaganError(
+            f"{path}: the folder holds no DICOM files; give a folder with one DICOM series, or a file"
+        )
+    headers = [_dicom_read(p, pixels=False) for p in files]
+    series = {str(h.get("SeriesInstanceUID", "")) for h in headers}
+    if len(series) > 1:
+        raise FaganError(
+            f"{path}: the folder mixes {len(series)} DICOM series; move each series into its own folder"
+        )
+    for p, h in zip(files, headers, strict=True):
+        _check_dicom_image(p, h)
+        if int(h.get("NumberOfFrames", 1) or 1) > 1 and len(files) > 1:
+            raise FaganError(f"{p}: a multi-frame file inside a series folder; read each file on its own")
+    first = headers[0]
+    _check_size(path, (int(first.Rows), int(first.Columns), len(files)), "the series")
+    plane = _plane(first)
+    slices = []
+    for p, h in zip(files, headers, strict=True):
+        orientation = _floats(h.get("ImageOrientationPatient"), 6)
+        if orientation is not None and plane.orientation is not None:
+            if np.abs(orientation - plane.orientation).max() > 1e-4:
+                raise FaganError(
+                    f"{path}: the slices have different orientations; keep one series per folder"
+                )
+        key = (
+            int(h.get("TemporalPositionIdentifier", 0) or 0),
+            float(h.get("EchoTime", 0) or 0),
+            int(h.get("InstanceNumber", 0) or 0),
+            p.name,
+        )
+
+        def load(p: Path = p) -> np.ndarray:
+            ds = _dicom_read(p, pixels=True)
+            image = _pixels(p, ds).astype(np.float32)
+            if image.ndim != 2:
+                raise FaganError(f"{p}: expected one 2D image, got pixel data of shape {image.shape}")
+            slope, intercept = _rescale(ds, None)
+            return image * np.float32(slope) + np.float32(intercept)
+
+        slices.append(_Slice(_floats(h.get("ImagePositionPatient"), 3), key, load))
+    array, affine, meta = _assemble(path, slices, plane, frame)
+    meta.update(_dicom_meta(first), format="dicom-series", n_images=len(files))
+    return array, affine, meta
+
+
+def is_dicom(path: str | os.PathLike) -> bool:
+    """True if ``path`` is a file with a .dcm suffix or DICOM's ``DICM`` marker at byte 128."""
+    path = Path(path)
+    return path.is_file() and (path.suffix.lower() == ".dcm" or _head(path, 132)[128:132] == b"DICM")
+
+
+# ----------------------------------------------------------------------------------------------
+# fastMRI HDF5
+
+_FASTMRI_IMAGES = ("reconstruction_rss", "reconstruction_esc")
+
+
+def _ismrmrd_voxel_size(header: Any) -> tuple[float, float, float]:
+    """(x, y, z) voxel size in mm from the ISMRMRD XML header's reconSpace, or ones."""
+    try:
+        text = header[()] if hasattr(header, "shape") else header
+        text = text.decode() if isinstance(text, bytes) else str(text)
+        root = ET.fromstring(text)
+
+        def find(*names: str) -> ET.Element | None:
+            node: ET.Element | None = root
+            for name in names:
+                children = list(node) if node is not None else []
+                node = next((c for c in children if c.tag.split("}")[-1] == name), None)
+            return node
+
+        size = []
+        for axis in ("x", "y", "z"):
+            fov = find("encoding", "reconSpace", "fieldOfView_mm", axis)
+            matrix = find("encoding", "reconSpace", "matrixSize", axis)
+            value = float(fov.text) / float(matrix.text)  # type: ignore[union-attr,arg-type]
+            size.append(value if np.isfinite(value) and value > 0 else 1.0)
+        return size[0], size[1], size[2]
+    except Exception:
+        return 1.0, 1.0, 1.0
+
+
+def _read_fastmri(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray, dict]:
+    import h5py
+
+    try:
+        f = h5py.File(path, "r")
+    except Exception as exc:
+        raise _corrupt(path, "HDF5", exc) from exc
+    with f:
+        name = next((n for n in _FASTMRI_IMAGES if n in f), None)
+        if name is None:
+            raise FaganError(
+                f"{path}: no {' or '.join(_FASTMRI_IMAGES)} image in this HDF5 file (it holds "
+                f"{', '.join(sorted(f.keys())) or 'nothing'}); fagan reads fastMRI reconstructions, "
+                "reconstruct k-space-only files first"
+            )
+        dataset = f[name]
+        shape = tuple(int(n) for n in dataset.shape)
+        if len(shape) != 3:
+            raise FaganError(f"{path}: {name} has shape {shape}, expected (slices, rows, columns)")
+        _check_size(path, shape)
+        if np.issubdtype(dataset.dtype, np.complexfloating) or not np.issubdtype(dataset.dtype, np.number):
+            raise FaganError(f"{path}: {name} has dtype {dataset.dtype}; expected real magnitude images")
+        _select_frame(path, 1, frame, "this fastMRI file")
+        try:
+            recon = dataset[()]
+        except Exception as exc:
+            raise _corrupt(path, "HDF5", exc) from exc
+        voxel = _ismrmrd_voxel_size(f["ismrmrd_header"]) if "ismrmrd_header" in f else (1.0, 1.0, 1.0)
+        attrs = {k: (v.item() if hasattr(v, "item") else str(v)) for k, v in f.attrs.items()}
+    array = np.transpose(recon, (2, 1, 0)).astype(np.float32)
+    meta = {
+        "format": "fastmri-hdf5",
+        "dtype": str(recon.dtype),
+        "dataset": name,
+        "geometry": "voxel size only",
+        "attrs": {k: v for k, v in attrs.items() if isinstance(v, (int, float, str))},
+    }
+    return array, np.diag([*voxel, 1.0]), meta
+
+
+# ----------------------------------------------------------------------------------------------
+# 2D images
+
+
+def _image_2d(path: Path, image: np.ndarray, fmt: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    if image.ndim == 3 and image.shape[-1] in (3, 4):
+        raise FaganError(
+            f"{path}: an RGB image of shape {image.shape}; save a single-channel grayscale image"
+        )
+    if image.ndim != 2:
+        raise FaganError(f"{path}: expected a 2D image, got shape {image.shape}; save volumes as NIfTI")
+    if image.dtype.kind not in "biuf":
+        raise FaganError(f"{path}: unsupported dtype {image.dtype}; save real-valued (e.g. float32) data")
+    meta = {"format": fmt, "dtype": str(image.dtype)}
+    return image.astype(np.float32)[:, :, None], np.eye(4), meta
+
+
+def _read_npy(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray, dict]:
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, _ = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, _, _ = np.lib.format.read_array_header_2_0(f)
+    except Exception as exc:
+        raise _corrupt(path, ".npy", exc) from exc
+    _check_size(path, shape)
+    try:
+        image = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:
+        raise _corrupt(path, ".npy", exc) from exc
+    _select_frame(path, 1, frame, "this 2D image")
+    if image.dtype.kind == "c":
+        raise FaganError(f"{path}: complex data; save the magnitude (numpy.abs) instead")
+    return _image_2d(path, np.asarray(image), "npy")
+
+
+def _read_png(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray, dict]:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            _check_size(path, (height, width))
+            mode = img.mode
+            if mode not in ("L", "I", "I;16", "I;16B", "I;16L", "F"):
+                raise FaganError(
+                    f"{path}: a {mode} image; MRI needs one grayscale channel - save the image as "
+                    "8- or 16-bit grayscale PNG"
+                )
+            image = np.array(img)
+    except FaganError:
+        raise
+    except Exception as exc:
+        raise _corrupt(path, "PNG", exc) from exc
+    _select_frame(path, 1, frame, "this 2D image")
+    return _image_2d(path, image, "png")
+
+
+_READERS: dict[str, Callable[[Path, int | None], tuple[np.ndarray, np.ndarray, dict]]] = {
+    "nifti": _read_nifti,
+    "dicom": _read_dicom_file,
+    "dicom-series": _read_dicom_series,
+    "fastmri-hdf5": _read_fastmri,
+    "npy": _read_npy,
+    "png": _read_png,
+}
+
+__all__ = [
+    "MAX_VOXELS",
+    "SUPPORTED_SUFFIXES",
+    "Volume",
+    "is_dicom",
+    "read_volume",
+    "volume_format",
+    "write_nifti",
+]

@@ -1,0 +1,480 @@
+"""Reading and writing volumes: fagan.data.io."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import h5py
+import nibabel as nib
+import numpy as np
+import pytest
+from PIL import Image
+
+from fagan import FaganError
+from fagan.data import io
+from fagan.data.io import SUPPORTED_SUFFIXES, Volume, read_volume, write_nifti
+
+from .dicom_helpers import base_dataset, write_multiframe, write_slice
+
+RNG = np.random.default_rng(0)
+
+
+def _shear_affine() -> np.ndarray:
+    return np.array(
+        [[-1.5, 0.1, 0.0, 90.0], [0.0, 1.25, -0.2, -126.5], [0.05, 0.0, 2.0, -72.0], [0, 0, 0, 1]]
+    )
+
+
+def _blob(shape: tuple[int, ...]) -> np.ndarray:
+    return RNG.random(shape).astype(np.float32) * 100 + 1
+
+
+# -- NIfTI --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_nifti_round_trip_keeps_array_and_affine(tmp_path, suffix):
+    array, affine = _blob((5, 6, 7)), _shear_affine()
+    path = tmp_path / f"vol{suffix}"
+    write_nifti(path, array, affine)
+    volume = read_volume(path)
+    assert isinstance(volume, Volume)
+    assert volume.array.dtype == np.float32 and volume.array.shape == (5, 6, 7)
+    np.testing.assert_array_equal(volume.array, array)
+    np.testing.assert_allclose(volume.affine, affine, atol=1e-5)
+    assert volume.affine.dtype == np.float64
+    assert nib.load(path).get_data_dtype() == np.float32
+    assert volume.meta["format"] == "nifti"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no temp file left
+
+
+@pytest.mark.parametrize("dtype", ["u1", "<i2", ">i2", ">f4", "<f8", "<i4"])
+def test_nifti_reads_any_dtype_and_endianness(tmp_path, dtype):
+    data = np.arange(60).reshape(3, 4, 5).astype(dtype)
+    header = nib.Nifti1Header(endianness=">" if dtype.startswith(">") else "<")
+    header.set_data_dtype(np.dtype(dtype))
+    path = tmp_path / "v.nii"
+    nib.save(nib.Nifti1Image(data, np.eye(4), header), path)
+    on_disk = nib.load(path).get_data_dtype()
+    assert on_disk == np.dtype(dtype) or on_disk == np.dtype(dtype).newbyteorder("=")
+    assert (on_disk.byteorder == ">") == dtype.startswith(">")
+    volume = read_volume(path)
+    assert volume.array.dtype == np.float32
+    np.testing.assert_array_equal(volume.array, data.astype(np.float32))
+
+
+def test_nifti_scaling_is_applied(tmp_path):
+    data = np.linspace(-1e5, 4e5, 120).reshape(4, 5, 6)  # beyond int16: needs slope/intercept
+    image = nib.Nifti1Image(data, np.eye(4))
+    image.set_data_dtype(np.int16)  # nibabel stores int16 with slope/intercept
+    path = tmp_path / "scaled.nii.gz"
+    nib.save(image, path)
+    slope = nib.load(path).dataobj.slope
+    assert slope > 1.0
+    np.testing.assert_allclose(read_volume(path).array, data, atol=slope)
+
+
+def test_nifti_4d_needs_a_frame(tmp_path):
+    data = np.stack([_blob((3, 4, 5)) + 10 * t for t in range(3)], axis=-1)
+    path = tmp_path / "bold.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
+    with pytest.raises(FaganError, match="frame=0..2"):
+        read_volume(path)
+    np.testing.assert_allclose(read_volume(path, frame=1).array, data[..., 1])
+    with pytest.raises(FaganError, match="frame 3 does not exist"):
+        read_volume(path, frame=3)
+
+
+def test_nifti_2d_becomes_one_slice(tmp_path):
+    path = tmp_path / "slice.nii"
+    nib.save(nib.Nifti1Image(_blob((6, 5)), np.eye(4)), path)
+    assert read_volume(path).array.shape == (6, 5, 1)
+
+
+def test_write_nifti_refuses_to_overwrite(tmp_path):
+    path = tmp_path / "out.nii.gz"
+    write_nifti(path, _blob((3, 3, 3)), np.eye(4))
+    with pytest.raises(FileExistsError, match="overwrite"):
+        write_nifti(path, _blob((3, 3, 3)), np.eye(4))
+    new = _blob((3, 3, 3))
+    write_nifti(path, new, np.eye(4), overwrite=True)
+    np.testing.assert_array_equal(read_volume(path).array, new)
+    with pytest.raises(FaganError, match=r"\.nii"):
+        write_nifti(tmp_path / "out.img", new, np.eye(4))
+
+
+def test_write_nifti_removes_temp_file_on_failure(tmp_path, monkeypatch):
+    path = tmp_path / "out.nii"
+    write_nifti(path, np.ones((2, 2, 2)) * np.arange(2), np.eye(4))
+    before = path.read_bytes()
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(nib, "save", boom)
+    with pytest.raises(OSError, match="disk full"):
+        write_nifti(path, _blob((2, 2, 2)), np.eye(4), overwrite=True)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out.nii"]
+
+
+# -- DICOM --------------------------------------------------------------------------------------
+
+ROW_COS, COL_COS = np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, -1.0])  # a sagittal series
+NORMAL = np.cross(ROW_COS, COL_COS)
+SPACING = (0.5, 0.75)  # (between rows, between columns)
+ORIGIN, STEP = np.array([10.0, -20.0, 30.0]), 2.5
+
+
+def _write_series(folder, pixels, order, *, slope=2.0, intercept=-100.0, skip=(), **extra):
+    """Slice k at ORIGIN + k*STEP*NORMAL; file names and instance numbers follow ``order``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, image in enumerate(pixels):
+        if k in skip:
+            continue
+        write_slice(
+            folder / f"{order[k]:03d}_{uuid.uuid4().hex[:6]}.dcm",
+            image,
+            position=tuple(ORIGIN + k * STEP * NORMAL),
+            orientation=(*ROW_COS, *COL_COS),
+            spacing=SPACING,
+            thickness=STEP,
+            slope=slope,
+            intercept=intercept,
+            instance=int(order[k]) + 1,
+            **extra,
+        )
+
+
+def _series_pixels(n=5, rows=6, columns=4):
+    return [RNG.integers(0, 1000, (rows, columns)).astype(np.uint16) for _ in range(n)]
+
+
+def test_dicom_series_sorted_by_position_not_file_name(tmp_path):
+    pixels = _series_pixels()
+    _write_series(tmp_path / "a", pixels, order=[3, 0, 4, 1, 2])
+    _write_series(tmp_path / "b", pixels, order=[1, 4, 2, 0, 3])
+    volume = read_volume(tmp_path / "a")
+    expected = np.stack([p.T for p in pixels], axis=-1).astype(np.float32) * 2 - 100
+    assert volume.array.shape == (4, 6, 5)  # (columns, rows, slices)
+    np.testing.assert_array_equal(volume.array, expected)
+    np.testing.assert_array_equal(read_volume(tmp_path / "b").array, expected)
+    assert volume.meta["format"] == "dicom-series"
+    # Each voxel maps to the DICOM-defined patient position, converted from LPS to RAS.
+    for i, j, k in [(0, 0, 0), (3, 5, 4), (1, 2, 3)]:
+        lps = ORIGIN + k * STEP * NORMAL + i * SPACING[1] * ROW_COS + j * SPACING[0] * COL_COS
+        np.testing.assert_allclose(volume.affine @ [i, j, k, 1], [-lps[0], -lps[1], lps[2], 1], atol=1e-9)
+
+
+def test_dicom_single_file_matches_its_series_slice(tmp_path):
+    pixels = _series_pixels()
+    _write_series(tmp_path / "s", pixels, order=range(5))
+    series = read_volume(tmp_path / "s")
+    one = read_volume(sorted((tmp_path / "s").iterdir())[2])
+    assert one.array.shape == (4, 6, 1)
+    np.testing.assert_array_equal(one.array[..., 0], series.array[..., 2])
+    np.testing.assert_allclose(one.affine[:, [0, 1]], series.affine[:, [0, 1]])
+    np.testing.assert_allclose(one.affine @ [0, 0, 0, 1], series.affine @ [0, 0, 2, 1])
+    np.testing.assert_allclose(one.affine[:, 2], series.affine[:, 2])  # thickness == step
+
+
+def test_dicom_series_with_a_missing_slice_is_refused(tmp_path):
+    _write_series(tmp_path / "s", _series_pixels(), order=range(5), skip=(2,))
+    with pytest.raises(FaganError, match="unevenly spaced"):
+        read_volume(tmp_path / "s")
+
+
+def test_dicom_folder_mixing_series_is_refused(tmp_path):
+    _write_series(tmp_path / "s", _series_pixels(2), order=range(2), series_uid="1.2.3")
+    _write_series(tmp_path / "s", _series_pixels(2), order=[5, 6], series_uid="1.2.4")
+    with pytest.raises(FaganError, match="mixes 2 DICOM series"):
+        read_volume(tmp_path / "s")
+
+
+def test_dicom_series_with_time_points_needs_a_frame(tmp_path):
+    first, second = _series_pixels(3), _series_pixels(3)
+    _write_series(tmp_path / "s", first, order=[0, 1, 2], TemporalPositionIdentifier=1)
+    _write_series(tmp_path / "s", second, order=[3, 4, 5], TemporalPositionIdentifier=2)
+    with pytest.raises(FaganError, match="frame=0..1"):
+        read_volume(tmp_path / "s")
+    expected = np.stack([p.T for p in second], axis=-1) * 2.0 - 100
+    np.testing.assert_array_equal(read_volume(tmp_path / "s", frame=1).array, expected)
+
+
+def test_dicom_multiframe_sorted_by_frame_position(tmp_path):
+    frames = RNG.integers(0, 500, (4, 5, 3)).astype(np.uint16)
+    positions = [(0.0, 0.0, 2.0 * (3 - f)) for f in range(4)]  # stored top to bottom
+    write_multiframe(tmp_path / "mf.dcm", frames, positions, spacing=(0.5, 0.25), slope=0.5, intercept=1)
+    volume = read_volume(tmp_path / "mf.dcm")
+    expected = np.stack([frames[3 - k].T for k in range(4)], axis=-1) * 0.5 + 1
+    np.testing.assert_array_equal(volume.array, expected)
+    np.testing.assert_allclose(volume.affine, np.diag([-0.25, -0.5, 2.0, 1.0]))
+
+
+def test_dicom_rgb_is_refused(tmp_path):
+    ds = base_dataset(4, 4, "1.2.3")
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.PixelData = bytes(range(48))
+    ds.save_as(tmp_path / "rgb.dcm", enforce_file_format=True)
+    with pytest.raises(FaganError, match="colour"):
+        read_volume(tmp_path / "rgb.dcm")
+
+
+def test_dicom_claiming_huge_dimensions_is_refused(tmp_path):
+    ds = base_dataset(65535, 65535, "1.2.3")
+    ds.NumberOfFrames = 1000
+    ds.PixelData = b"\0\0" * 8
+    ds.save_as(tmp_path / "huge.dcm", enforce_file_format=True)
+    with pytest.raises(FaganError, match="voxels"):
+        read_volume(tmp_path / "huge.dcm")
+
+
+def test_truncated_dicom_is_refused(tmp_path):
+    pixels = RNG.integers(1, 1000, (32, 32)).astype(np.uint16)
+    write_slice(tmp_path / "full.dcm", pixels, position=(0, 0, 0))
+    data = (tmp_path / "full.dcm").read_bytes()
+    (tmp_path / "cut.dcm").write_bytes(data[: len(data) - 1000])
+    with pytest.raises(FaganError, match="truncated"):
+        read_volume(tmp_path / "cut.dcm")
+
+
+def test_non_dicom_with_dcm_suffix_is_refused(tmp_path):
+    (tmp_path / "fake.dcm").write_bytes(b"hello, not a DICOM file" * 10)
+    with pytest.raises(FaganError, match="not a DICOM file"):
+        read_volume(tmp_path / "fake.dcm")
+
+
+def test_dicom_without_suffix_is_found_by_magic(tmp_path):
+    write_slice(tmp_path / "IM0001", RNG.integers(1, 9, (4, 4)).astype(np.uint16), position=(0, 0, 0))
+    assert read_volume(tmp_path / "IM0001").meta["format"] == "dicom"
+
+
+# -- fastMRI HDF5 -------------------------------------------------------------------------------
+
+ISMRMRD = """<?xml version="1.0"?><ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD">
+<encoding><reconSpace><matrixSize><x>6</x><y>8</y><z>1</z></matrixSize>
+<fieldOfView_mm><x>3.0</x><y>4.0</y><z>3.5</z></fieldOfView_mm></reconSpace></encoding></ismrmrdHeader>"""
+
+
+def _write_fastmri(path, **datasets):
+    with h5py.File(path, "w") as f:
+        for name, value in datasets.items():
+            f.create_dataset(name, data=value)
+        f.attrs["acquisition"] = "CORPD_FBK"
+        f.attrs["max"] = 1.5
+
+
+def test_fastmri_reconstruction_is_read(tmp_path):
+    recon = _blob((3, 8, 6))  # (slices, rows, columns)
+    _write_fastmri(tmp_path / "file1.h5", reconstruction_esc=recon, ismrmrd_header=np.bytes_(ISMRMRD))
+    volume = read_volume(tmp_path / "file1.h5")
+    assert volume.array.shape == (6, 8, 3)
+    np.testing.assert_array_equal(volume.array, recon.transpose(2, 1, 0))
+    np.testing.assert_allclose(volume.affine, np.diag([0.5, 0.5, 3.5, 1.0]))
+    assert volume.meta["dataset"] == "reconstruction_esc"
+    assert volume.meta["attrs"]["acquisition"] == "CORPD_FBK"
+
+
+def test_fastmri_prefers_rss(tmp_path):
+    _write_fastmri(
+        tmp_path / "f.h5", reconstruction_esc=_blob((2, 4, 4)), reconstruction_rss=_blob((2, 4, 4))
+    )
+    assert read_volume(tmp_path / "f.h5").meta["dataset"] == "reconstruction_rss"
+
+
+def test_fastmri_without_images_is_refused(tmp_path):
+    _write_fastmri(tmp_path / "k.h5", kspace=np.ones((2, 4, 4), np.complex64))
+    with pytest.raises(FaganError, match="reconstruction_rss or reconstruction_esc"):
+        read_volume(tmp_path / "k.h5")
+
+
+def test_hdf5_claiming_huge_dimensions_is_refused(tmp_path):
+    with h5py.File(tmp_path / "big.h5", "w") as f:
+        f.create_dataset("reconstruction_rss", shape=(2000, 2000, 2000), dtype="f4")  # never written
+    with pytest.raises(FaganError, match="voxels"):
+        read_volume(tmp_path / "big.h5")
+
+
+# -- 2D images ----------------------------------------------------------------------------------
+
+
+def test_16bit_png_is_one_slice(tmp_path):
+    image = (np.arange(12, dtype=np.uint16).reshape(3, 4) * 5000) + 7
+    Image.fromarray(image).save(tmp_path / "s.png")
+    volume = read_volume(tmp_path / "s.png")
+    assert volume.array.shape == (3, 4, 1)
+    np.testing.assert_array_equal(volume.array[..., 0], image)
+    np.testing.assert_array_equal(volume.affine, np.eye(4))
+
+
+def test_npy_is_one_slice(tmp_path):
+    image = _blob((5, 7)).astype(np.float64)
+    np.save(tmp_path / "s.npy", image)
+    volume = read_volume(tmp_path / "s.npy")
+    assert volume.array.shape == (5, 7, 1) and volume.array.dtype == np.float32
+    np.testing.assert_allclose(volume.array[..., 0], image, rtol=1e-6)
+
+
+# -- bad input ----------------------------------------------------------------------------------
+
+
+def _truncated_nii(tmp_path):
+    write_nifti(tmp_path / "full.nii", _blob((8, 8, 8)), np.eye(4))
+    data = (tmp_path / "full.nii").read_bytes()
+    path = tmp_path / "cut.nii"
+    path.write_bytes(data[:-100])
+    return path
+
+
+def _truncated_nii_gz(tmp_path):
+    write_nifti(tmp_path / "full.nii.gz", _blob((16, 16, 16)), np.eye(4))
+    data = (tmp_path / "full.nii.gz").read_bytes()
+    path = tmp_path / "cut.nii.gz"
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _garbage_nii(tmp_path):
+    path = tmp_path / "garbage.nii"
+    path.write_bytes(os.urandom(400))
+    return path
+
+
+def _huge_nii(tmp_path):
+    header = nib.Nifti1Header()
+    header.set_data_dtype(np.float32)
+    header.set_data_shape((2048, 2048, 2048))
+    path = tmp_path / "huge.nii"
+    path.write_bytes(header.binaryblock + b"\0" * 4 + b"\0" * 64)
+    return path
+
+
+def _huge_npy(tmp_path):
+    path = tmp_path / "huge.npy"
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": "<f4", "fortran_order": False, "shape": (40000, 40000)}
+        )
+    return path
+
+
+def _truncated_npy(tmp_path):
+    np.save(tmp_path / "full.npy", _blob((20, 20)))
+    data = (tmp_path / "full.npy").read_bytes()
+    path = tmp_path / "cut.npy"
+    path.write_bytes(data[:-50])
+    return path
+
+
+def _truncated_h5(tmp_path):
+    _write_fastmri(tmp_path / "full.h5", reconstruction_rss=_blob((2, 16, 16)))
+    data = (tmp_path / "full.h5").read_bytes()
+    path = tmp_path / "cut.h5"
+    path.write_bytes(data[:1000])
+    return path
+
+
+def _nan_nii(tmp_path):
+    data = _blob((4, 4, 4))
+    data[1, 2, 3] = np.nan
+    path = tmp_path / "nan.nii"
+    write_nifti(path, data, np.eye(4))
+    return path
+
+
+def _inf_npy(tmp_path):
+    data = _blob((4, 4))
+    data[0, 0] = np.inf
+    path = tmp_path / "inf.npy"
+    np.save(path, data)
+    return path
+
+
+def _constant_nii(tmp_path):
+    path = tmp_path / "constant.nii.gz"
+    write_nifti(path, np.full((4, 4, 4), 7.0), np.eye(4))
+    return path
+
+
+def _constant_png(tmp_path):
+    path = tmp_path / "zeros.png"
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(path)
+    return path
+
+
+def _rgb_png(tmp_path):
+    path = tmp_path / "rgb.png"
+    Image.fromarray(RNG.integers(0, 255, (4, 4, 3)).astype(np.uint8)).save(path)
+    return path
+
+
+def _rgb_npy(tmp_path):
+    path = tmp_path / "rgb.npy"
+    np.save(path, _blob((4, 4, 3)))
+    return path
+
+
+def _volume_npy(tmp_path):
+    path = tmp_path / "volume.npy"
+    np.save(path, _blob((4, 4, 5)))
+    return path
+
+
+def _unknown(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("not an image")
+    return path
+
+
+def _empty_folder(tmp_path):
+    path = tmp_path / "empty"
+    path.mkdir()
+    return path
+
+
+BAD_INPUTS = {
+    "truncated .nii": (_truncated_nii, "truncated"),
+    "truncated .nii.gz": (_truncated_nii_gz, "truncated or corrupt"),
+    "garbage .nii": (_garbage_nii, "cannot read this NIfTI"),
+    "huge NIfTI header": (_huge_nii, "more than the 1073741824"),
+    "huge .npy header": (_huge_npy, "voxels"),
+    "truncated .npy": (_truncated_npy, "truncated or corrupt"),
+    "truncated .h5": (_truncated_h5, "truncated or corrupt"),
+    "NaN": (_nan_nii, "NaN or infinite"),
+    "Inf": (_inf_npy, "NaN or infinite"),
+    "constant NIfTI": (_constant_nii, "constant"),
+    "constant PNG": (_constant_png, "constant"),
+    "RGB PNG": (_rgb_png, "grayscale"),
+    "RGB .npy": (_rgb_npy, "RGB"),
+    "3D .npy": (_volume_npy, "2D image"),
+    "unknown format": (_unknown, "unknown file format"),
+    "empty folder": (_empty_folder, "no DICOM files"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_raises_one_line_fagan_error(tmp_path, case):
+    make, message = BAD_INPUTS[case]
+    with pytest.raises(FaganError, match=message) as info:
+        read_volume(make(tmp_path))
+    assert isinstance(info.value, ValueError)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_file_and_bad_frame(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        read_volume(tmp_path / "nope.nii")
+    path = tmp_path / "v.nii"
+    write_nifti(path, _blob((3, 3, 3)), np.eye(4))
+    with pytest.raises(FaganError, match="frame"):
+        read_volume(path, frame=-1)
+    with pytest.raises(FaganError, match="frame 1 does not exist"):
+        read_volume(path, frame=1)
+    assert read_volume(path, frame=0).array.shape == (3, 3, 3)
+
+
+def test_supported_suffixes_and_size_limit():
+    assert {".nii", ".nii.gz", ".dcm", ".h5", ".npy", ".png"} <= set(SUPPORTED_SUFFIXES)
+    assert io.MAX_VOXELS == 2**30
