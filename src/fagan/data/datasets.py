@@ -1,0 +1,201 @@
+"""2D slice datasets over MRI volumes: (LR, HR) pairs for training and evaluation."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from fagan import FaganError
+from fagan.data.degrade import check_method, check_scale, crop_to_multiple, degrade
+from fagan.data.io import Volume, read_volume
+from fagan.data.normalize import IntensityScaling, fit_scaling
+
+#: A voxel counts as foreground when its normalised intensity exceeds this.
+FOREGROUND_THRESHOLD = 0.05
+#: Random patch positions tried before settling for the one with most foreground.
+PATCH_RETRIES = 10
+
+
+class SlicePair(NamedTuple):
+    """One training or evaluation sample.
+
+    ``lr``: (1, h, w) float32; ``hr``: (1, s*h, s*w) float32, both on the normalised scale;
+    ``volume``: index of the source volume in the dataset; ``slice``: slice index along the axis
+    (the axis is ``dataset.entries[i].axis``).
+    """
+
+    lr: torch.Tensor
+    hr: torch.Tensor
+    volume: int
+    slice: int
+
+
+class SliceEntry(NamedTuple):
+    """A kept slice: volume index, axis of the volume it is cut along, index along that axis."""
+
+    volume: int
+    axis: int
+    index: int
+
+
+class SliceDataset(Dataset):
+    """(LR, HR) slice pairs cut from a list of volumes along chosen axes.
+
+    Each volume is read (paths) or taken as is (:class:`~fagan.data.io.Volume`), normalised with
+    :func:`~fagan.data.normalize.fit_scaling` (kept in ``self.scalings`` so outputs can be mapped
+    back with ``scalings[volume].invert``), and held in memory as a float32 tensor.
+
+    Slices whose foreground fraction (normalised intensity > 0.05) is below ``min_foreground``
+    are skipped, as are slices smaller than ``patch_size`` (or than ``scale`` without patches).
+    ``max_slices_per_volume`` keeps that many evenly spaced slices of each volume.
+
+    Training (``patch_size`` set, the HR patch side, divisible by ``scale``): intensities are
+    clipped to [0, 1]; each item is a random HR patch (up to 10 positions are tried to find one
+    with at least ``min_foreground`` foreground, else the fullest is used), with random flips
+    and 90-degree rotations if ``augment``. The randomness depends only on (seed, epoch, index):
+    call :meth:`set_epoch` each epoch.
+
+    Evaluation (``patch_size=None``): each item is the full slice, HR cropped at the end to a
+    multiple of ``scale``, in a fixed order, intensities not clipped; ``augment`` is refused.
+
+    The LR input is always ``degrade(hr, scale, degradation)``.
+    """
+
+    def __init__(
+        self,
+        volumes: Sequence[str | os.PathLike | Volume],
+        scale: int,
+        *,
+        axes: Sequence[int] = (2,),
+        patch_size: int | None = None,
+        augment: bool = False,
+        seed: int = 0,
+        degradation: str = "bicubic",
+        min_foreground: float = 0.05,
+        max_slices_per_volume: int | None = None,
+        p_low: float = 0.5,
+        p_high: float = 99.5,
+    ) -> None:
+        self.scale = check_scale(scale)
+        self.degradation = check_method(degradation)
+        if patch_size is not None and (patch_size <= 0 or patch_size % scale):
+            raise FaganError(f"patch_size must be a positive multiple of scale {scale}, got {patch_size}")
+        if augment and patch_size is None:
+            raise FaganError("augment needs patch_size: set a patch size for training, or augment=False")
+        if not 0.0 <= min_foreground <= 1.0:
+            raise FaganError(f"min_foreground must lie in [0, 1], got {min_foreground}")
+        if max_slices_per_volume is not None and max_slices_per_volume < 1:
+            raise FaganError(f"max_slices_per_volume must be at least 1, got {max_slices_per_volume}")
+        if not axes or any(a not in (0, 1, 2) for a in axes) or len(set(axes)) != len(axes):
+            raise FaganError(f"axes must be distinct values among 0, 1, 2, got {tuple(axes)}")
+        if len(volumes) == 0:
+            raise FaganError("no volumes given; pass at least one path or Volume")
+        self.patch_size = patch_size
+        self.augment = augment
+        self.seed = int(seed)
+        self.epoch = 0
+        self.min_foreground = float(min_foreground)
+        self.axes = tuple(int(a) for a in axes)
+
+        self.names: list[str] = []
+        self.scalings: list[IntensityScaling] = []
+        self.volumes: list[torch.Tensor] = []  # each (X, Y, Z) float32, normalised
+        self.entries: list[SliceEntry] = []
+        for v, item in enumerate(volumes):
+            volume = item if isinstance(item, Volume) else read_volume(item)
+            self.names.append(str(volume.meta.get("path", f"volume {v}")))
+            scaling = fit_scaling(volume.array, p_low, p_high)
+            data = torch.from_numpy(np.ascontiguousarray(volume.array, dtype=np.float32))
+            data = scaling.apply(data)
+            if patch_size is not None:
+                data = data.clamp_(0.0, 1.0)
+            self.scalings.append(scaling)
+            self.volumes.append(data)
+            self.entries.extend(self._keep(v, data, max_slices_per_volume))
+        if not self.entries:
+            raise FaganError(
+                f"no slice of the {len(volumes)} volume(s) is large enough and at least "
+                f"{min_foreground:.0%} foreground; lower min_foreground or patch_size"
+            )
+
+    def _keep(self, v: int, data: torch.Tensor, limit: int | None) -> list[SliceEntry]:
+        """The entries of volume ``v`` that pass the size and foreground tests."""
+        need = self.patch_size or self.scale
+        kept: list[SliceEntry] = []
+        foreground = data > FOREGROUND_THRESHOLD
+        for axis in self.axes:
+            plane = [n for a, n in enumerate(data.shape) if a != axis]
+            if min(plane) < need:
+                continue
+            others = tuple(a for a in range(3) if a != axis)
+            fraction = foreground.float().mean(dim=others)
+            indices = torch.nonzero(fraction >= self.min_foreground).flatten().tolist()
+            kept.extend(SliceEntry(v, axis, i) for i in indices)
+        if limit is not None and len(kept) > limit:
+            picks = np.linspace(0, len(kept) - 1, limit).round().astype(int)
+            kept = [kept[i] for i in picks]
+        return kept
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the random patches and augmentations of ``epoch`` (training only)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def slice_image(self, index: int) -> torch.Tensor:
+        """The full normalised 2D slice (H, W) of entry ``index``."""
+        entry = self.entries[index]
+        return self.volumes[entry.volume].select(entry.axis, entry.index)
+
+    def __getitem__(self, index: int) -> SlicePair:
+        if not -len(self.entries) <= index < len(self.entries):
+            raise IndexError(f"index {index} out of range for {len(self.entries)} slices")
+        index %= len(self.entries)
+        entry = self.entries[index]
+        image = self.slice_image(index)
+        if self.patch_size is None:
+            hr = crop_to_multiple(image, self.scale)
+        else:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            hr = self._patch(image, rng)
+            if self.augment:
+                hr = _augment(hr, rng)
+        hr = hr.contiguous()[None]  # (1, H, W)
+        lr = degrade(hr[None], self.scale, self.degradation)[0]
+        return SlicePair(lr, hr, entry.volume, entry.index)
+
+    def _patch(self, image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """A random (P, P) patch of ``image`` with enough foreground, if one is found quickly."""
+        size = self.patch_size
+        assert size is not None
+        height, width = image.shape
+        best, best_fraction = image[:size, :size], -1.0
+        for _ in range(PATCH_RETRIES):
+            top = int(rng.integers(0, height - size + 1))
+            left = int(rng.integers(0, width - size + 1))
+            patch = image[top : top + size, left : left + size]
+            fraction = float((patch > FOREGROUND_THRESHOLD).float().mean())
+            if fraction > best_fraction:
+                best, best_fraction = patch, fraction
+            if fraction >= self.min_foreground:
+                break
+        return best
+
+
+def _augment(patch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Random vertical/horizontal flips and a rotation by a multiple of 90 degrees (square P, P)."""
+    flip_v, flip_h, turns = bool(rng.integers(2)), bool(rng.integers(2)), int(rng.integers(4))
+    if flip_v:
+        patch = patch.flip(0)
+    if flip_h:
+        patch = patch.flip(1)
+    return torch.rot90(patch, turns, dims=(0, 1)) if turns else patch
+
+
+__all__ = ["FOREGROUND_THRESHOLD", "SliceDataset", "SliceEntry", "SlicePair"]

@@ -1,0 +1,164 @@
+"""Slice datasets: fagan.data.datasets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from fagan import FaganError
+from fagan.data import datasets
+from fagan.data.datasets import SliceDataset, SlicePair
+from fagan.data.degrade import degrade
+from fagan.data.io import Volume, write_nifti
+
+
+def _volume(shape=(20, 26, 6), empty_slices=(0, 5), seed=0) -> Volume:
+    """A bright block on a zero background; the listed z-slices are empty."""
+    rng = np.random.default_rng(seed)
+    array = np.zeros(shape, np.float32)
+    x, y = shape[0], shape[1]
+    block = (slice(x // 6, x - x // 6), slice(y // 6, y - y // 6))
+    array[block] = rng.uniform(100, 300, array[block].shape)
+    array[..., list(empty_slices)] = 0
+    return Volume(array, np.eye(4), {"path": f"synthetic-{seed}"})
+
+
+def test_full_slices_skip_background_and_crop_to_the_scale():
+    dataset = SliceDataset([_volume(), _volume(seed=1)], scale=4)
+    assert len(dataset) == 2 * 4  # slices 1..4 of each volume
+    assert [(e.volume, e.index) for e in dataset.entries] == [(v, k) for v in (0, 1) for k in (1, 2, 3, 4)]
+    pair = dataset[0]
+    assert isinstance(pair, SlicePair)
+    assert pair.hr.shape == (1, 20, 24) and pair.lr.shape == (1, 5, 6)
+    assert (pair.volume, pair.slice) == (0, 1)
+    assert pair.hr.dtype == torch.float32
+    assert torch.equal(pair.lr, degrade(pair.hr[None], 4)[0])
+    assert max(float(dataset[i].hr.max()) for i in range(len(dataset))) > 1.0  # no clipping
+    assert torch.equal(dataset[3].hr, SliceDataset([_volume(), _volume(seed=1)], scale=4)[3].hr)
+
+
+def test_min_foreground_zero_keeps_every_slice():
+    assert len(SliceDataset([_volume()], scale=2, min_foreground=0.0)) == 6
+
+
+def test_scaling_is_kept_to_map_back_to_input_units():
+    volume = _volume()
+    dataset = SliceDataset([volume], scale=2)
+    pair = dataset[0]
+    restored = dataset.scalings[0].invert(pair.hr[0])
+    np.testing.assert_allclose(restored.numpy(), volume.array[:20, :26, 1], rtol=1e-5, atol=1e-3)
+
+
+def test_patches_are_deterministic_per_seed_epoch_and_index():
+    def make(seed=0):
+        return SliceDataset([_volume()], scale=2, patch_size=8, augment=True, seed=seed)
+
+    a, b = make(), make()
+    for i in range(len(a)):
+        assert torch.equal(a[i].hr, b[i].hr) and torch.equal(a[i].lr, b[i].lr)
+    pair = a[1]
+    assert pair.hr.shape == (1, 8, 8) and pair.lr.shape == (1, 4, 4)
+    assert pair.hr.min() >= 0.0 and pair.hr.max() <= 1.0  # clipped for training
+    assert torch.equal(pair.lr, degrade(pair.hr[None], 2)[0])
+    first_epoch = torch.stack([a[i].hr for i in range(len(a))])
+    a.set_epoch(1)
+    second_epoch = torch.stack([a[i].hr for i in range(len(a))])
+    assert not torch.equal(first_epoch, second_epoch)
+    b.set_epoch(1)
+    assert torch.equal(second_epoch, torch.stack([b[i].hr for i in range(len(b))]))
+    other_seed = torch.stack([make(seed=5)[i].hr for i in range(len(a))])
+    assert not torch.equal(first_epoch, other_seed)
+
+
+def test_patches_avoid_background(monkeypatch):
+    array = np.zeros((64, 64, 8), np.float32)
+    array[40:56, 8:24] = 1.0 + np.random.default_rng(0).random((16, 16, 8))  # small object in a corner
+
+    def foreground_rate() -> float:
+        dataset = SliceDataset([Volume(array, np.eye(4), {})], scale=4, patch_size=16, min_foreground=0.05)
+        hits = []
+        for epoch in range(4):
+            dataset.set_epoch(epoch)
+            hits += [float((dataset[i].hr > 0.05).float().mean()) >= 0.05 for i in range(len(dataset))]
+        return float(np.mean(hits))
+
+    with_retries = foreground_rate()
+    monkeypatch.setattr(datasets, "PATCH_RETRIES", 1)
+    without_retries = foreground_rate()
+    assert with_retries >= 0.9 > without_retries
+
+
+def test_augmentation_only_flips_and_rotates():
+    array = np.zeros((8, 8, 1), np.float32)
+    array[..., 0] = np.arange(64).reshape(8, 8) + 1
+    plain = SliceDataset([Volume(array, np.eye(4), {})], scale=2, patch_size=8)
+    augmented = SliceDataset([Volume(array, np.eye(4), {})], scale=2, patch_size=8, augment=True)
+    base = plain[0].hr[0]
+    variants = [
+        torch.rot90(v, k) for v in (base, base.flip(0), base.flip(1), base.flip(0).flip(1)) for k in range(4)
+    ]
+    seen = set()
+    for epoch in range(12):
+        augmented.set_epoch(epoch)
+        hr = augmented[0].hr[0]
+        matches = [i for i, v in enumerate(variants) if torch.equal(hr, v)]
+        assert matches
+        seen.add(tuple(hr.flatten().tolist()))
+    assert len(seen) > 1
+
+
+def test_kspace_degradation_and_several_axes():
+    dataset = SliceDataset(
+        [_volume((16, 24, 8), empty_slices=())], scale=2, axes=(0, 2), degradation="kspace"
+    )
+    axes = {e.axis for e in dataset.entries}
+    assert axes == {0, 2}
+    for i in (0, len(dataset) - 1):
+        pair = dataset[i]
+        assert torch.allclose(pair.lr, degrade(pair.hr[None], 2, "kspace")[0])
+
+
+def test_max_slices_per_volume_keeps_evenly_spaced_slices():
+    dataset = SliceDataset([_volume((8, 8, 20), empty_slices=())], scale=2, max_slices_per_volume=3)
+    assert [e.index for e in dataset.entries] == [0, 10, 19]
+
+
+def test_reads_paths_and_batches_with_a_dataloader(tmp_path):
+    paths = []
+    for seed in range(2):
+        path = tmp_path / f"v{seed}.nii.gz"
+        volume = _volume(seed=seed)
+        write_nifti(path, volume.array, volume.affine)
+        paths.append(path)
+    dataset = SliceDataset(paths, scale=2, patch_size=8, augment=True)
+    batch = next(iter(DataLoader(dataset, batch_size=4, shuffle=False)))
+    assert isinstance(batch, SlicePair)
+    assert batch.lr.shape == (4, 1, 4, 4) and batch.hr.shape == (4, 1, 8, 8)
+    assert batch.volume.tolist() == [0, 0, 0, 0]
+    assert dataset.names[1].endswith("v1.nii.gz")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"scale": 3}, "2, 4, 8"),
+        ({"scale": 2, "degradation": "blur"}, "bicubic, kspace"),
+        ({"scale": 4, "patch_size": 10}, "multiple of scale"),
+        ({"scale": 2, "augment": True}, "augment needs patch_size"),
+        ({"scale": 2, "axes": (3,)}, "axes"),
+        ({"scale": 2, "patch_size": 64}, "no slice"),
+        ({"scale": 2, "min_foreground": 1.5}, "min_foreground"),
+    ],
+)
+def test_bad_arguments_raise_fagan_error(kwargs, message):
+    with pytest.raises(FaganError, match=message):
+        SliceDataset([_volume()], **kwargs)
+
+
+def test_index_out_of_range():
+    dataset = SliceDataset([_volume()], scale=2)
+    with pytest.raises(IndexError):
+        dataset[len(dataset)]
+    assert torch.equal(dataset[-1].hr, dataset[len(dataset) - 1].hr)
