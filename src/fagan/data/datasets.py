@@ -17,7 +17,7 @@ from fagan.data.normalize import IntensityScaling, fit_scaling
 
 #: A voxel counts as foreground when its normalised intensity exceeds this.
 FOREGROUND_THRESHOLD = 0.05
-#: Random patch positions tried before settling for the one with most foreground.
+#: Patch positions tried before settling for the one with the most foreground.
 PATCH_RETRIES = 10
 
 
@@ -55,8 +55,9 @@ class SliceDataset(Dataset):
     ``max_slices_per_volume`` keeps that many evenly spaced slices of each volume.
 
     Training (``patch_size`` set, the HR patch side, divisible by ``scale``): intensities are
-    clipped to [0, 1]; each item is a random HR patch (up to 10 positions are tried to find one
-    with at least ``min_foreground`` foreground, else the fullest is used), with random flips
+    clipped to [0, 1]; each item is a random HR patch (up to 10 positions, alternately uniform and
+    centred on a foreground voxel, are tried to find one with at least ``min_foreground``
+    foreground, else the fullest is used), with random flips
     and 90-degree rotations if ``augment``. The randomness depends only on (seed, epoch, index):
     call :meth:`set_epoch` each epoch.
 
@@ -171,18 +172,30 @@ class SliceDataset(Dataset):
         return SlicePair(lr, hr, entry.volume, entry.index)
 
     def _patch(self, image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        """A random (P, P) patch of ``image`` with enough foreground, if one is found quickly."""
+        """A random (P, P) patch of ``image`` with enough foreground, if one is found quickly.
+
+        Tries alternate between a uniformly placed patch and one centred on a random foreground
+        voxel; after PATCH_RETRIES tries the patch with the most foreground is used.
+        """
         size = self.patch_size
         assert size is not None
         height, width = image.shape
+        mask = image > FOREGROUND_THRESHOLD
+        foreground: torch.Tensor | None = None
         best, best_fraction = image[:size, :size], -1.0
-        for _ in range(PATCH_RETRIES):
+        for attempt in range(PATCH_RETRIES):
             top = int(rng.integers(0, height - size + 1))
             left = int(rng.integers(0, width - size + 1))
-            patch = image[top : top + size, left : left + size]
-            fraction = float((patch > FOREGROUND_THRESHOLD).float().mean())
+            if attempt % 2 == 1:
+                if foreground is None:
+                    foreground = torch.nonzero(mask)
+                if len(foreground):
+                    y, x = foreground[int(rng.integers(len(foreground)))].tolist()
+                    top = min(max(y - size // 2, 0), height - size)
+                    left = min(max(x - size // 2, 0), width - size)
+            fraction = float(mask[top : top + size, left : left + size].float().mean())
             if fraction > best_fraction:
-                best, best_fraction = patch, fraction
+                best, best_fraction = image[top : top + size, left : left + size], fraction
             if fraction >= self.min_foreground:
                 break
         return best
