@@ -1,0 +1,329 @@
+"""Train / val / test manifests that split volumes by subject, never by slice.
+
+A manifest is a JSON file::
+
+    {"format": "fagan-manifest", "version": 1, "seed": 0, "ratios": [0.8, 0.1, 0.1],
+     "entries": [{"path": "sub-01/anat/t1.nii.gz", "subject": "sub-01", "split": "train"}, ...]}
+
+Paths are stored relative to the manifest's folder when possible (so a data folder can move
+together with its manifest) and are absolute in memory after :meth:`Manifest.load`.
+
+Subject rule used by :func:`make_manifest`, for a volume at ``root/<relative path>``:
+
+1. the first path component named ``sub-*`` (BIDS), e.g. ``root/sub-07/ses-2/anat/t1.nii.gz``
+   belongs to ``sub-07``;
+2. otherwise the first folder under ``root``, e.g. ``root/patient12/t2.nii.gz`` and
+   ``root/patient12/series3/`` (a DICOM series) belong to ``patient12``;
+3. otherwise (the volume lies directly in ``root``) the volume itself, named without its
+   suffix, e.g. ``root/knee_004.h5`` is subject ``knee_004``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fagan import FaganError
+from fagan.data.io import SUPPORTED_SUFFIXES, is_dicom
+
+log = logging.getLogger(__name__)
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+FORMAT = "fagan-manifest"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One volume: its path (a file, or a folder holding one DICOM series), subject and split."""
+
+    path: str
+    subject: str
+    split: str
+
+
+@dataclass
+class Manifest:
+    """A list of volumes, each assigned to one split; a subject never spans two splits."""
+
+    entries: list[ManifestEntry]
+    seed: int | None = None
+    ratios: tuple[float, float, float] | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        split_of: dict[str, str] = {}
+        for entry in self.entries:
+            if entry.split not in SPLITS:
+                raise FaganError(
+                    f"manifest entry {entry.path}: unknown split {entry.split!r}; "
+                    f"use one of {', '.join(SPLITS)}"
+                )
+            first = split_of.setdefault(entry.subject, entry.split)
+            if first != entry.split:
+                raise FaganError(
+                    f"subject {entry.subject!r} appears in both {first} and {entry.split}; "
+                    "a subject must stay in one split - fix the manifest"
+                )
+
+    def paths(self, split: str) -> list[Path]:
+        """The volume paths of ``split`` ("train", "val" or "test"), in manifest order."""
+        _check_split(split)
+        return [Path(e.path) for e in self.entries if e.split == split]
+
+    def subjects(self, split: str) -> list[str]:
+        """The distinct subjects of ``split``, in manifest order."""
+        _check_split(split)
+        return list(dict.fromkeys(e.subject for e in self.entries if e.split == split))
+
+    def counts(self) -> dict[str, int]:
+        """Number of volumes per split."""
+        return {s: sum(e.split == s for e in self.entries) for s in SPLITS}
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
+        """Write the manifest as JSON (atomically); paths become relative to its folder."""
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it")
+        folder = path.parent.resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        document = {
+            "format": FORMAT,
+            "version": VERSION,
+            "seed": self.seed,
+            "ratios": list(self.ratios) if self.ratios is not None else None,
+            **self.extra,
+            "entries": [
+                {"path": _relative(e.path, folder), "subject": e.subject, "split": e.split}
+                for e in self.entries
+            ],
+        }
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(document, f, indent=2)
+                f.write("\n")
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Manifest:
+        """Read a manifest written by :meth:`save`; relative paths resolve against its folder."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except IsADirectoryError:
+            raise FaganError(f"{path} is a folder; give the manifest JSON file") from None
+        try:
+            document = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise FaganError(
+                f"{path}: not valid JSON ({exc}); give a manifest written by `fagan prepare`"
+            ) from None
+        if not isinstance(document, dict) or document.get("format") != FORMAT:
+            raise FaganError(
+                f"{path}: not a fagan manifest; create one with `fagan prepare DIR --out {path}`"
+            )
+        if document.get("version") != VERSION:
+            raise FaganError(
+                f"{path}: manifest version {document.get('version')!r} is not supported (this fagan reads "
+                f"version {VERSION}); recreate it with `fagan prepare`"
+            )
+        folder = path.parent.resolve()
+        raw = document.get("entries")
+        if not isinstance(raw, list):
+            raise FaganError(f"{path}: the manifest has no 'entries' list; recreate it with `fagan prepare`")
+        entries = []
+        for i, item in enumerate(raw):
+            missing = [k for k in ("path", "subject", "split") if not isinstance(item, dict) or k not in item]
+            if missing:
+                raise FaganError(
+                    f"{path}: entry {i} lacks {', '.join(missing)}; "
+                    "recreate the manifest with `fagan prepare`"
+                )
+            entries.append(
+                ManifestEntry(str(folder / item["path"]), str(item["subject"]), str(item["split"]))
+            )
+        ratios = document.get("ratios")
+        extra = {
+            k: v for k, v in document.items() if k not in ("format", "version", "seed", "ratios", "entries")
+        }
+        return cls(entries, document.get("seed"), tuple(ratios) if ratios else None, extra)
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise FaganError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+
+
+def _relative(path: str, folder: Path) -> str:
+    """``path`` relative to ``folder`` when both are on one drive, else absolute (POSIX style)."""
+    absolute = Path(path).resolve()
+    try:
+        return Path(os.path.relpath(absolute, folder)).as_posix()
+    except ValueError:  # different drives on Windows
+        return absolute.as_posix()
+
+
+def _is_volume_file(path: Path) -> bool:
+    name = path.name.lower()
+    return any(name.endswith(s) for s in SUPPORTED_SUFFIXES if s != ".dcm")
+
+
+def scan_volumes(root: str | os.PathLike) -> list[Path]:
+    """All readable volumes under ``root`` (recursive, sorted; hidden entries skipped).
+
+    NIfTI, HDF5, .npy and PNG files count one each. DICOM files (.dcm, or any file with the
+    DICOM marker) are grouped per folder by SeriesInstanceUID: a folder holding one series of
+    several files counts as one volume (the folder), single-file series count as files, and a
+    folder mixing a multi-file series with anything else is refused.
+    """
+    import pydicom
+
+    root = Path(root)
+    if not root.is_dir():
+        raise FaganError(f"{root}: not a folder; give the folder that holds the volumes")
+    found: list[Path] = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        here = Path(folder)
+        series: dict[str, list[Path]] = {}
+        for name in sorted(files):
+            if name.startswith(".") or name.upper() == "DICOMDIR":
+                continue
+            path = here / name
+            if _is_volume_file(path):
+                found.append(path)
+            elif is_dicom(path):
+                try:
+                    header = pydicom.dcmread(
+                        str(path), stop_before_pixels=True, specific_tags=["SeriesInstanceUID"]
+                    )
+                    uid = str(header.get("SeriesInstanceUID", "")) or f"file:{name}"
+                except Exception as exc:
+                    log.warning("skipping %s: not a readable DICOM file (%s)", path, exc)
+                    continue
+                series.setdefault(uid, []).append(path)
+        multi = [files for files in series.values() if len(files) > 1]
+        if multi and len(series) > 1:
+            raise FaganError(
+                f"{here}: the folder mixes {len(series)} DICOM series; move each series into its own folder"
+            )
+        if multi:
+            found.append(here)
+        else:
+            found.extend(files[0] for files in series.values())
+    return sorted(found)
+
+
+def subject_of(path: str | os.PathLike, root: str | os.PathLike) -> str:
+    """The subject a volume belongs to, by the rule in this module's docstring."""
+    relative = Path(os.path.relpath(Path(path).resolve(), Path(root).resolve()))
+    parts = [p for p in relative.parts if p not in (".", "")]
+    if not parts:
+        return Path(root).resolve().name
+    for part in parts:
+        if part.startswith("sub-"):
+            return part
+    if len(parts) > 1:
+        return parts[0]
+    name = parts[0]
+    for suffix in sorted(SUPPORTED_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _split_counts(n: int, ratios: Sequence[float]) -> list[int]:
+    """Subjects per split: largest remainders, then at least one for every positive ratio if n allows."""
+    weights = np.asarray(ratios, dtype=np.float64) / float(np.sum(ratios))
+    exact = weights * n
+    counts = np.floor(exact).astype(int)
+    for i in np.argsort(-(exact - counts), kind="stable")[: n - counts.sum()]:
+        counts[i] += 1
+    for i in range(len(counts)):
+        if weights[i] > 0 and counts[i] == 0:
+            donor = int(np.argmax(counts))
+            if counts[donor] > 1:
+                counts[donor] -= 1
+                counts[i] += 1
+    return counts.tolist()
+
+
+def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
+    """Validate (train, val, test) ratios: three non-negative numbers, not all zero, train > 0."""
+    values = tuple(float(r) for r in ratios)
+    if len(values) != 3 or any(not np.isfinite(r) or r < 0 for r in values) or values[0] <= 0:
+        raise FaganError(
+            f"ratios must be three non-negative numbers for train, val, test with train > 0 "
+            f"(e.g. 0.8 0.1 0.1), got {list(ratios)}"
+        )
+    return values  # type: ignore[return-value]
+
+
+def make_manifest(
+    root: str | os.PathLike, ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
+) -> Manifest:
+    """Scan ``root`` and assign whole subjects to train / val / test.
+
+    ``ratios`` are relative weights (normalised to sum to 1) for the share of *subjects* per
+    split; every split with a positive ratio gets at least one subject when there are enough.
+    The assignment depends only on the set of subjects and ``seed``.
+    """
+    ratios = check_ratios(ratios)
+    volumes = scan_volumes(root)
+    if not volumes:
+        raise FaganError(
+            f"{root}: no volumes found (looked for {', '.join(SUPPORTED_SUFFIXES)} files and DICOM "
+            "series, recursively); point to the folder holding the data"
+        )
+    subject = {v: subject_of(v, root) for v in volumes}
+    subjects = sorted(set(subject.values()))
+    order = np.random.default_rng(seed).permutation(len(subjects))
+    split_of: dict[str, str] = {}
+    start = 0
+    for name, count in zip(SPLITS, _split_counts(len(subjects), ratios), strict=True):
+        for i in order[start : start + count]:
+            split_of[subjects[i]] = name
+        start += count
+    entries = [ManifestEntry(str(v.resolve()), subject[v], split_of[subject[v]]) for v in volumes]
+    return Manifest(entries, seed=int(seed), ratios=ratios)
+
+
+def resolve_volumes(source: str | os.PathLike, split: str) -> list[Path]:
+    """Volumes named by a command-line argument: a manifest JSON (its ``split``), a folder
+    (scanned with :func:`scan_volumes`) or a single volume."""
+    source = Path(source)
+    if source.is_file() and source.name.lower().endswith(".json"):
+        return Manifest.load(source).paths(split)
+    if source.is_dir():
+        return scan_volumes(source)
+    if not source.exists():
+        raise FileNotFoundError(f"{source}: no such file or directory")
+    return [source]
+
+
+__all__ = [
+    "SPLITS",
+    "Manifest",
+    "ManifestEntry",
+    "check_ratios",
+    "make_manifest",
+    "resolve_volumes",
+    "scan_volumes",
+    "subject_of",
+]

@@ -1,0 +1,211 @@
+"""Subject-wise splits: fagan.data.manifest."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from fagan import FaganError
+from fagan.data.manifest import (
+    SPLITS,
+    Manifest,
+    ManifestEntry,
+    make_manifest,
+    resolve_volumes,
+    scan_volumes,
+    subject_of,
+)
+
+from .dicom_helpers import write_slice
+
+
+def _touch_nifti(path: Path) -> None:
+    # Scanning never reads NIfTI content, so any bytes with the right name will do.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\0" * 8)
+
+
+def _series(folder: Path, n: int, uid: str = "1.2.3") -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for k in range(n):
+        write_slice(
+            folder / f"IM{k:04d}", np.full((4, 4), k + 1, np.uint16), position=(0, 0, k), series_uid=uid
+        )
+
+
+@pytest.fixture
+def tree(tmp_path) -> Path:
+    """A folder mixing BIDS subjects, plain subject folders, DICOM and loose files."""
+    root = tmp_path / "data"
+    _touch_nifti(root / "sub-01" / "anat" / "sub-01_T1w.nii.gz")
+    _touch_nifti(root / "sub-01" / "ses-2" / "anat" / "sub-01_ses-2_T1w.nii.gz")
+    _touch_nifti(root / "derivatives" / "sub-02" / "t1.nii")
+    _touch_nifti(root / "patientA" / "t2.nii.gz")
+    np.save(root / "patientA" / "slice.npy", np.ones((2, 2)))
+    Image.fromarray(np.ones((2, 2), np.uint8)).save(root / "patientA" / "slice.png")
+    _series(root / "patientB" / "series1", 3)
+    (root / "patientC").mkdir()
+    write_slice(root / "patientC" / "single.dcm", np.ones((4, 4), np.uint16), position=(0, 0, 0))
+    _touch_nifti(root / "loose_volume.nii.gz")
+    (root / "README.txt").write_text("not a volume")
+    _touch_nifti(root / ".hidden" / "x.nii")
+    return root
+
+
+def test_scan_finds_every_volume_and_counts_a_series_once(tree):
+    found = [p.relative_to(tree).as_posix() for p in scan_volumes(tree)]
+    assert found == [
+        "derivatives/sub-02/t1.nii",
+        "loose_volume.nii.gz",
+        "patientA/slice.npy",
+        "patientA/slice.png",
+        "patientA/t2.nii.gz",
+        "patientB/series1",
+        "patientC/single.dcm",
+        "sub-01/anat/sub-01_T1w.nii.gz",
+        "sub-01/ses-2/anat/sub-01_ses-2_T1w.nii.gz",
+    ]
+
+
+def test_subject_rule(tree):
+    assert subject_of(tree / "sub-01/ses-2/anat/x.nii.gz", tree) == "sub-01"
+    assert subject_of(tree / "derivatives/sub-02/t1.nii", tree) == "sub-02"
+    assert subject_of(tree / "patientB/series1", tree) == "patientB"
+    assert subject_of(tree / "loose_volume.nii.gz", tree) == "loose_volume"
+
+
+def test_scan_refuses_a_folder_mixing_a_series_with_other_dicom(tmp_path):
+    _series(tmp_path / "mixed", 2, uid="1.2.3")
+    write_slice(
+        tmp_path / "mixed" / "other.dcm", np.ones((4, 4), np.uint16), position=(0, 0, 0), series_uid="9.9"
+    )
+    with pytest.raises(FaganError, match="own folder"):
+        scan_volumes(tmp_path)
+
+
+def test_manifest_never_puts_a_subject_in_two_splits(tree):
+    manifest = make_manifest(tree, ratios=(0.5, 0.25, 0.25), seed=3)
+    assert len(manifest.entries) == 9
+    split_of: dict[str, set[str]] = {}
+    for entry in manifest.entries:
+        split_of.setdefault(entry.subject, set()).add(entry.split)
+    assert all(len(splits) == 1 for splits in split_of.values())
+    assert split_of.keys() == {"sub-01", "sub-02", "patientA", "patientB", "patientC", "loose_volume"}
+    assert all(manifest.subjects(s) for s in SPLITS)  # every split gets a subject
+    assert manifest.entries == make_manifest(tree, ratios=(0.5, 0.25, 0.25), seed=3).entries
+
+
+def _subject_tree(root: Path, n: int) -> Path:
+    for i in range(n):
+        _touch_nifti(root / f"s{i:02d}" / "a.nii.gz")
+        _touch_nifti(root / f"s{i:02d}" / "b.nii.gz")
+    return root
+
+
+def test_ratios_decide_subject_counts(tmp_path):
+    manifest = make_manifest(_subject_tree(tmp_path, 20), ratios=(0.6, 0.2, 0.2))
+    assert {s: len(manifest.subjects(s)) for s in SPLITS} == {"train": 12, "val": 4, "test": 4}
+    assert manifest.counts() == {"train": 24, "val": 8, "test": 8}
+    only_train = make_manifest(tmp_path, ratios=(1, 0, 0))
+    assert only_train.counts() == {"train": 40, "val": 0, "test": 0}
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    ratios=st.tuples(st.floats(0.01, 1), st.floats(0, 1), st.floats(0, 1)),
+)
+def test_any_seed_and_ratios_keep_subjects_whole(tmp_path_factory, seed, ratios):
+    root = tmp_path_factory.getbasetemp() / "hypothesis_subjects"
+    if not root.exists():
+        _subject_tree(root, 7)
+    manifest = make_manifest(root, ratios=ratios, seed=seed)
+    assert len(manifest.entries) == 14
+    for subject in {e.subject for e in manifest.entries}:
+        assert len({e.split for e in manifest.entries if e.subject == subject}) == 1
+
+
+def test_save_and_load_round_trip_with_relative_paths(tree, tmp_path):
+    manifest = make_manifest(tree, seed=1)
+    path = tree / "manifest.json"
+    manifest.save(path)
+    document = json.loads(path.read_text())
+    assert document["format"] == "fagan-manifest" and document["version"] == 1
+    assert all(not Path(e["path"]).is_absolute() for e in document["entries"])
+    moved = tmp_path / "moved"
+    shutil.move(tree, moved)  # the data and its manifest move together
+    loaded = Manifest.load(moved / "manifest.json")
+    assert [(e.subject, e.split) for e in loaded.entries] == [(e.subject, e.split) for e in manifest.entries]
+    for split in SPLITS:
+        assert [p.relative_to(moved) for p in loaded.paths(split)] == [
+            p.relative_to(tree) for p in manifest.paths(split)
+        ]
+        assert all(p.exists() for p in loaded.paths(split))
+    assert loaded.seed == 1 and loaded.ratios == (0.8, 0.1, 0.1)
+
+
+def test_save_refuses_to_overwrite(tree, tmp_path):
+    manifest = make_manifest(tree)
+    manifest.save(tmp_path / "m.json")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        manifest.save(tmp_path / "m.json")
+    manifest.save(tmp_path / "m.json", overwrite=True)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ('{"format": "other"}', "not a fagan manifest"),
+        ('{"format": "fagan-manifest", "version": 99, "entries": []}', "version 99"),
+        ('{"format": "fagan-manifest", "version": 1}', "no 'entries'"),
+        (
+            '{"format": "fagan-manifest", "version": 1, "entries": [{"path": "a.nii"}]}',
+            "lacks subject, split",
+        ),
+        (
+            '{"format": "fagan-manifest", "version": 1, "entries": '
+            '[{"path": "a.nii", "subject": "s", "split": "holdout"}]}',
+            "unknown split",
+        ),
+    ],
+)
+def test_load_refuses_bad_manifests(tmp_path, content, message):
+    path = tmp_path / "m.json"
+    path.write_text(content)
+    with pytest.raises(FaganError, match=message):
+        Manifest.load(path)
+
+
+def test_manifest_refuses_a_subject_in_two_splits():
+    with pytest.raises(FaganError, match="both train and test"):
+        Manifest([ManifestEntry("a.nii", "s1", "train"), ManifestEntry("b.nii", "s1", "test")])
+
+
+def test_bad_ratios_roots_and_splits(tmp_path, tree):
+    for ratios in [(0.8, 0.2), (0, 0.5, 0.5), (0.8, -0.1, 0.3)]:
+        with pytest.raises(FaganError, match="ratios"):
+            make_manifest(tree, ratios=ratios)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FaganError, match="no volumes found"):
+        make_manifest(tmp_path / "empty")
+    with pytest.raises(FaganError, match="not a folder"):
+        make_manifest(tree / "loose_volume.nii.gz")
+    with pytest.raises(FaganError, match="unknown split"):
+        make_manifest(tree).paths("training")
+
+
+def test_resolve_volumes_accepts_a_manifest_a_folder_or_a_file(tree, tmp_path):
+    manifest = make_manifest(tree)
+    manifest.save(tmp_path / "m.json")
+    assert resolve_volumes(tmp_path / "m.json", "train") == manifest.paths("train")
+    assert resolve_volumes(tree, "test") == scan_volumes(tree)
+    assert resolve_volumes(tree / "patientB" / "series1", "test") == [tree / "patientB" / "series1"]
+    assert resolve_volumes(tree / "loose_volume.nii.gz", "test") == [tree / "loose_volume.nii.gz"]
