@@ -1,0 +1,56 @@
+"""``fagan prepare DIR --out manifest.json``: split a folder of volumes by subject."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "prepare",
+        help="scan a folder of volumes and write a train/val/test manifest split by subject",
+        description=(
+            "Scan DIR recursively for volumes (NIfTI, DICOM files and series folders, fastMRI "
+            "HDF5, .npy, PNG), group them by subject (BIDS sub-* folder, else the first folder "
+            "under DIR, else the file itself) and assign whole subjects to train/val/test."
+        ),
+    )
+    parser.add_argument("dir", metavar="DIR", help="folder holding the volumes")
+    parser.add_argument("--out", required=True, metavar="JSON", help="manifest file to write")
+    parser.add_argument(
+        "--ratios",
+        nargs=3,
+        type=float,
+        default=(0.8, 0.1, 0.1),
+        metavar=("TRAIN", "VAL", "TEST"),
+        help="share of subjects per split, normalised to sum to 1 (default: 0.8 0.1 0.1)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the subject shuffle (default: 0)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing manifest")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from fagan import FaganError
+    from fagan.data.manifest import SPLITS, check_ratios, make_manifest
+
+    root = Path(args.dir)
+    if not root.exists():
+        raise FileNotFoundError(f"{root}: no such folder")
+    if not root.is_dir():
+        raise FaganError(f"{root}: not a folder; give the folder that holds the volumes")
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    manifest = make_manifest(root, check_ratios(args.ratios), args.seed)
+    manifest.save(out, overwrite=args.overwrite)
+    counts = manifest.counts()
+    parts = []
+    for split in SPLITS:
+        n = len(manifest.subjects(split))
+        parts.append(f"{split} {counts[split]} ({n} subject{'' if n == 1 else 's'})")
+    n_subjects = len({e.subject for e in manifest.entries})
+    print(f"wrote {out}: {len(manifest.entries)} volumes from {n_subjects} subjects; " + ", ".join(parts))
+    return 0

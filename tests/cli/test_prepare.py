@@ -1,0 +1,75 @@
+"""``fagan prepare``, through the real command line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fagan.cli import main
+from fagan.data.io import write_nifti
+from fagan.data.manifest import Manifest
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    """Ten subjects, one tiny NIfTI volume each."""
+    root = tmp_path / "data"
+    for i in range(10):
+        (root / f"subj{i}").mkdir(parents=True)
+        write_nifti(root / f"subj{i}" / "t1.nii.gz", np.arange(8.0).reshape(2, 2, 2) + i, np.eye(4))
+    return root
+
+
+def test_prepare_writes_a_manifest_and_prints_a_summary(data_dir, tmp_path, capsys):
+    out = tmp_path / "manifest.json"
+    assert (
+        main(["prepare", str(data_dir), "--out", str(out), "--ratios", "0.6", "0.2", "0.2", "--seed", "4"])
+        == 0
+    )
+    summary = capsys.readouterr().out
+    assert "10 volumes from 10 subjects" in summary
+    assert "train 6" in summary and "val 2" in summary and "test 2" in summary
+    manifest = Manifest.load(out)
+    assert manifest.counts() == {"train": 6, "val": 2, "test": 2}
+    assert json.loads(out.read_text())["seed"] == 4
+
+
+def test_prepare_is_deterministic_for_a_seed(data_dir, tmp_path):
+    for name in ("a.json", "b.json"):
+        assert main(["prepare", str(data_dir), "--out", str(tmp_path / name)]) == 0
+    a, b = Manifest.load(tmp_path / "a.json"), Manifest.load(tmp_path / "b.json")
+    assert a.entries == b.entries
+
+
+def test_prepare_refuses_to_overwrite_without_the_flag(data_dir, tmp_path, capsys):
+    out = tmp_path / "manifest.json"
+    out.write_text("{}")
+    assert main(["prepare", str(data_dir), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("fagan: error:") and "--overwrite" in error and error.count("\n") == 1
+    assert out.read_text() == "{}"
+    assert main(["prepare", str(data_dir), "--out", str(out), "--overwrite"]) == 0
+    assert len(Manifest.load(out).entries) == 10
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--ratios", "0", "0.5", "0.5"], "ratios"),
+        (["--ratios", "-1", "1", "1"], "ratios"),
+    ],
+)
+def test_prepare_reports_bad_ratios(data_dir, tmp_path, capsys, args, message):
+    assert main(["prepare", str(data_dir), "--out", str(tmp_path / "m.json"), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_prepare_reports_missing_or_empty_folders(tmp_path, capsys):
+    assert main(["prepare", str(tmp_path / "nope"), "--out", str(tmp_path / "m.json")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["prepare", str(tmp_path / "empty"), "--out", str(tmp_path / "m.json")]) == 2
+    assert "no volumes found" in capsys.readouterr().err
+    assert not (tmp_path / "m.json").exists()
