@@ -60,3 +60,12 @@ def test_sample_manifest_matches_the_split():
 def test_unknown_split_is_refused():
     with pytest.raises(FaganError, match="train, val, test"):
         sample_volumes("training")
+
+
+def test_slice_dataset_builds_from_a_sample_volume():
+    from fagan.data import SliceDataset
+
+    dataset = SliceDataset([v.path for v in sample_volumes("val")], scale=4)
+    assert 40 < len(dataset) <= 91
+    pair = dataset[len(dataset) // 2]
+    assert pair.hr.shape == (1, 88, 108) and pair.lr.shape == (1, 22, 27)
