@@ -1,0 +1,73 @@
+"""The FA-GAN generator (paper Fig. 1), and with its switches off, SRGAN's."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fagan.models.attention import GlobalFeatureFusionBlock
+from fagan.models.blocks import LocalFusionFeatureBlock, ResidualBlock, UpsampleStage, conv
+from fagan.models.config import GeneratorConfig
+
+SCALES: tuple[int, ...] = (2, 4, 8)
+
+
+def check_scale(scale: int) -> int:
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {', '.join(map(str, SCALES))}, not {scale}")
+    return scale
+
+
+class Generator(nn.Module):
+    """Low-resolution slice to super-resolved slice: ``(B, C, H, W) -> (B, C, s*H, s*W)``.
+
+    head conv + PReLU -> body (``lffb_blocks`` LFFBs, or SRGAN's ``residual_blocks`` residual
+    blocks when ``lffb`` is off) -> conv (+ BN) plus the head's output -> GFFB (here when
+    ``gffb_position`` is ``"before_upsampling"``) -> log2(s) x2 upsampling stages -> GFFB (here
+    when ``"after_upsampling"``) -> output conv, plus bicubic upsampling of the input when
+    ``bicubic_residual`` is on.
+    """
+
+    def __init__(self, config: GeneratorConfig, scale: int) -> None:
+        super().__init__()
+        self.config = config
+        self.scale = check_scale(scale)
+        c = config.channels
+        self.head = nn.Sequential(conv(config.in_channels, c, config.head_kernel), nn.PReLU(c))
+        if config.lffb:
+            blocks: list[nn.Module] = [
+                LocalFusionFeatureBlock(c, config.path_channels) for _ in range(config.lffb_blocks)
+            ]
+            tail: list[nn.Module] = [conv(c, c, 3)]
+        else:
+            blocks = [ResidualBlock(c, config.batch_norm) for _ in range(config.residual_blocks)]
+            tail = [conv(c, c, 3, bias=not config.batch_norm)]
+            tail += [nn.BatchNorm2d(c)] if config.batch_norm else []
+        self.body = nn.Sequential(*blocks, *tail)
+        self.gffb = GlobalFeatureFusionBlock(
+            c,
+            channel_attention=config.channel_attention,
+            self_attention=config.self_attention,
+            fusion=config.fusion,
+            alpha=config.alpha,
+            beta=config.beta,
+            reduction=config.reduction,
+            attention_ratio=config.attention_ratio,
+        )
+        self.upsample = nn.Sequential(*(UpsampleStage(c) for _ in range(int(math.log2(scale)))))
+        self.tail = conv(c, config.in_channels, config.head_kernel)
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        features = self.head(lr)
+        features = features + self.body(features)
+        if self.config.gffb_position == "before_upsampling":
+            features = self.upsample(self.gffb(features))
+        else:
+            features = self.gffb(self.upsample(features))
+        sr = self.tail(features)
+        if self.config.bicubic_residual:
+            sr = sr + F.interpolate(lr, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        return sr
