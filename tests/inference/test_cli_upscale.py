@@ -1,0 +1,198 @@
+"""``fagan upscale`` end to end through the real CLI."""
+
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+from data.dicom_helpers import write_slice
+from PIL import Image
+
+from fagan.cli import main
+
+
+def _nifti(path, shape=(12, 10, 4), affine=None):
+    rng = np.random.default_rng(0)
+    array = (rng.random(shape) * 1000).astype(np.int16)
+    affine = np.diag([1.5, 1.5, 4.0, 1.0]) if affine is None else affine
+    affine[:3, 3] = [-10, 20, 5]
+    nib.save(nib.Nifti1Image(array, affine), path)
+    return array, affine
+
+
+def test_nifti_round_trip_geometry_and_dtype(tmp_path, weights_dir, capsys) -> None:
+    array, affine = _nifti(tmp_path / "lr.nii.gz")
+    out = tmp_path / "sr.nii.gz"
+    code = main(
+        [
+            "upscale",
+            str(tmp_path / "lr.nii.gz"),
+            "-o",
+            str(out),
+            "--scale",
+            "2",
+            "--weights",
+            str(weights_dir / "x2.safetensors"),
+            "--batch-size",
+            "3",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    img = nib.load(out)
+    assert img.shape == (24, 20, 4)
+    assert img.get_data_dtype() == np.float32
+    np.testing.assert_allclose(img.header.get_zooms(), (0.75, 0.75, 4.0))
+    centre_in = affine @ np.r_[(np.array(array.shape) - 1) / 2, 1]
+    centre_out = img.affine @ np.r_[(np.array(img.shape) - 1) / 2, 1]
+    np.testing.assert_allclose(centre_out, centre_in, atol=1e-6)
+    sr = img.get_fdata()
+    assert 0.5 * array.mean() < sr.mean() < 1.5 * array.mean()  # input units, not [0, 1]
+
+
+def test_dicom_series_to_nifti(tmp_path, weights_dir) -> None:
+    series = tmp_path / "series"
+    series.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        pixels = (rng.random((8, 10)) * 2000).astype(np.uint16)
+        write_slice(
+            series / f"im{k}.dcm",
+            pixels,
+            position=(0.0, 0.0, 2.0 * k),
+            spacing=(0.8, 0.8),
+            thickness=2.0,
+            instance=k + 1,
+        )
+    out = tmp_path / "sr.nii"
+    assert (
+        main(
+            [
+                "upscale",
+                str(series),
+                "-o",
+                str(out),
+                "--scale",
+                "4",
+                "--weights",
+                str(weights_dir / "x4.safetensors"),
+            ]
+        )
+        == 0
+    )
+    img = nib.load(out)
+    assert img.shape == (40, 32, 3)
+    np.testing.assert_allclose(img.header.get_zooms(), (0.2, 0.2, 2.0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".png"])
+def test_2d_image(tmp_path, weights_dir, suffix) -> None:
+    image = (np.random.default_rng(0).random((9, 11)) * 4000 + 100).astype(np.uint16)
+    src = tmp_path / "lr.png"
+    Image.fromarray(image).save(src)
+    out = tmp_path / f"sr{suffix}"
+    assert (
+        main(
+            [
+                "upscale",
+                str(src),
+                "-o",
+                str(out),
+                "--scale",
+                "2",
+                "--weights",
+                str(weights_dir / "x2.safetensors"),
+            ]
+        )
+        == 0
+    )
+    result = np.load(out) if suffix == ".npy" else np.array(Image.open(out))
+    assert result.shape == (18, 22)
+
+
+def _fails(capsys, args, match):
+    try:
+        code = main(args)
+    except SystemExit as exc:  # argparse's usage errors
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code != 0
+    assert err.count("\n") == 1 and err.startswith("fagan") and "error:" in err and match in err, err
+
+
+def test_bad_inputs_give_one_line_and_no_output(tmp_path, weights_dir, capsys) -> None:
+    _nifti(tmp_path / "lr.nii.gz")
+    src, out = str(tmp_path / "lr.nii.gz"), tmp_path / "sr.nii.gz"
+    w2, w4 = str(weights_dir / "x2.safetensors"), str(weights_dir / "x4.safetensors")
+    _fails(capsys, ["upscale", src, "-o", str(out), "--scale", "2", "--weights", w4], "x4 weights but x2")
+    _fails(
+        capsys,
+        ["upscale", src, "-o", str(out), "--scale", "2", "--weights", str(tmp_path / "no.safetensors")],
+        "not found",
+    )
+    _fails(
+        capsys,
+        ["upscale", str(tmp_path / "none.nii"), "-o", str(out), "--scale", "2", "--weights", w2],
+        "not found",
+    )
+    (tmp_path / "broken.nii.gz").write_bytes(b"\x1f\x8b\x08\x00 truncated")
+    _fails(
+        capsys,
+        ["upscale", str(tmp_path / "broken.nii.gz"), "-o", str(out), "--scale", "2", "--weights", w2],
+        "broken.nii.gz",
+    )
+    _fails(
+        capsys,
+        ["upscale", src, "-o", src, "--scale", "2", "--weights", w2, "--overwrite"],
+        "overwrite the input",
+    )
+    _fails(
+        capsys,
+        ["upscale", src, "-o", str(tmp_path / "sr.txt"), "--scale", "2", "--weights", w2],
+        "must end in",
+    )
+    _fails(capsys, ["upscale", src, "-o", str(out), "--scale", "3", "--weights", w2], "invalid choice")
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.nii.gz", "lr.nii.gz"]
+
+
+def test_existing_output_needs_overwrite(tmp_path, weights_dir, capsys) -> None:
+    _nifti(tmp_path / "lr.nii.gz")
+    out = tmp_path / "sr.nii.gz"
+    out.write_bytes(b"keep me")
+    args = [
+        "upscale",
+        str(tmp_path / "lr.nii.gz"),
+        "-o",
+        str(out),
+        "--scale",
+        "2",
+        "--weights",
+        str(weights_dir / "x2.safetensors"),
+    ]
+    _fails(capsys, args, "already exists")
+    assert out.read_bytes() == b"keep me"
+    assert main([*args, "--overwrite"]) == 0
+    assert nib.load(out).shape == (24, 20, 4)
+
+
+def test_subprocess_error_has_no_traceback(tmp_path) -> None:
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fagan",
+            "upscale",
+            str(tmp_path / "x.nii"),
+            "-o",
+            str(tmp_path / "y.nii"),
+            "--scale",
+            "2",
+            "--weights",
+            str(tmp_path / "w.safetensors"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode != 0
+    assert p.stderr.count("\n") == 1 and "Traceback" not in p.stderr
