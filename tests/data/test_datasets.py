@@ -162,3 +162,20 @@ def test_index_out_of_range():
     with pytest.raises(IndexError):
         dataset[len(dataset)]
     assert torch.equal(dataset[-1].hr, dataset[len(dataset) - 1].hr)
+
+
+def test_zoom_range_resizes_slices_deterministically() -> None:
+    from fagan.data.io import Volume
+
+    rng = np.random.default_rng(0)
+    array = rng.random((64, 64, 4)).astype(np.float32) + 0.5
+    volume = Volume(array, np.eye(4), {})
+    zoomed = SliceDataset([volume], 2, patch_size=16, zoom_range=(0.5, 0.5), seed=3)
+    plain = SliceDataset([volume], 2, patch_size=16, seed=3)
+    a, b = zoomed[0], zoomed[0]
+    assert torch.equal(a.hr, b.hr) and a.hr.shape == (1, 16, 16)
+    assert not torch.equal(a.hr, plain[0].hr)
+    with pytest.raises(FaganError, match="zoom_range"):
+        SliceDataset([volume], 2, zoom_range=(0.5, 1.0))
+    with pytest.raises(FaganError, match="0 < lo <= hi"):
+        SliceDataset([volume], 2, patch_size=16, zoom_range=(1.0, 0.5))

@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from fagan import FaganError
@@ -64,6 +65,11 @@ class SliceDataset(Dataset):
     Evaluation (``patch_size=None``): each item is the full slice, HR cropped at the end to a
     multiple of ``scale``, in a fixed order, intensities not clipped; ``augment`` is refused.
 
+    ``zoom_range=(lo, hi)`` (training only) first resizes the whole slice by a random factor in
+    that range (antialiased bicubic), so a model trained on smooth 1 mm templates also sees the
+    coarser, sharper-per-pixel images of 2 mm scans; factors that would make the slice smaller
+    than the patch are skipped.
+
     The LR input is always ``degrade(hr, scale, degradation)``.
     """
 
@@ -81,6 +87,7 @@ class SliceDataset(Dataset):
         max_slices_per_volume: int | None = None,
         p_low: float = 0.5,
         p_high: float = 99.5,
+        zoom_range: tuple[float, float] | None = None,
     ) -> None:
         self.scale = check_scale(scale)
         self.degradation = check_method(degradation)
@@ -96,6 +103,12 @@ class SliceDataset(Dataset):
             raise FaganError(f"axes must be distinct values among 0, 1, 2, got {tuple(axes)}")
         if len(volumes) == 0:
             raise FaganError("no volumes given; pass at least one path or Volume")
+        if zoom_range is not None:
+            if patch_size is None:
+                raise FaganError("zoom_range needs patch_size: it is a training augmentation")
+            if not 0.0 < zoom_range[0] <= zoom_range[1]:
+                raise FaganError(f"zoom_range must satisfy 0 < lo <= hi, got {tuple(zoom_range)}")
+        self.zoom_range = None if zoom_range is None else (float(zoom_range[0]), float(zoom_range[1]))
         self.patch_size = patch_size
         self.augment = augment
         self.seed = int(seed)
@@ -164,12 +177,26 @@ class SliceDataset(Dataset):
             hr = crop_to_multiple(image, self.scale)
         else:
             rng = np.random.default_rng([self.seed, self.epoch, index])
+            if self.zoom_range is not None:
+                image = self._zoom(image, rng)
             hr = self._patch(image, rng)
             if self.augment:
                 hr = _augment(hr, rng)
         hr = hr.contiguous()[None]  # (1, H, W)
         lr = degrade(hr[None], self.scale, self.degradation)[0]
         return SlicePair(lr, hr, entry.volume, entry.index)
+
+    def _zoom(self, image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """``image`` (H, W) resized by a random factor from ``zoom_range``, values kept in [0, 1]."""
+        assert self.zoom_range is not None and self.patch_size is not None
+        factor = float(rng.uniform(*self.zoom_range))
+        size = [round(n * factor) for n in image.shape]
+        if factor == 1.0 or min(size) < self.patch_size:
+            return image
+        resized = F.interpolate(
+            image[None, None], size=size, mode="bicubic", antialias=True, align_corners=False
+        )
+        return resized[0, 0].clamp_(0.0, 1.0)
 
     def _patch(self, image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         """A random (P, P) patch of ``image`` with enough foreground, if one is found quickly.
