@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if not source.exists():
         raise FileNotFoundError(f"input not found: {source}")
     output = check_output(args.output, [source], args.overwrite)
-    weights = Path(args.weights) if args.weights else shipped_weights(args.scale)
+    weights = Path(args.weights) if args.weights else shipped_weights(args.scale, args.variant)
     device = pick_device(args.device)
     generator, meta = load_release(weights, scale=args.scale, device=device)
     volume = read_volume(source, frame=args.frame)
