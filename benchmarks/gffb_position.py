@@ -59,9 +59,8 @@ def main() -> None:
         name, scale, position = args.one
         print(json.dumps(measure(name, int(scale), position, args.size, args.batch, args.device)))
         return
-    print(
-        f"{'model':<8} {'scale':>5} {'gffb':<18} {'ms/slice':>9} {'peak GiB':>9}   ({args.size}^2 output, {args.device})"
-    )
+    header = f"{'model':<8} {'scale':>5} {'gffb':<18} {'ms/slice':>9} {'peak GiB':>9}"
+    print(f"{header}   ({args.size}^2 output, {args.device})")
     for scale in (2, 4):
         for name, position in (
             ("srgan", "before_upsampling"),
