@@ -1,0 +1,156 @@
+"""Training and validation data: which volumes, the per-rank sample stream, the loader."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from fagan import FaganError
+from fagan.data import SliceDataset, SlicePair
+from fagan.data.manifest import Manifest, scan_volumes
+from fagan.data.sample import sample_volumes
+from fagan.training.config import DataConfig
+
+SAMPLE_SOURCE = "fagan.data.sample"
+
+
+def split_volumes(manifest: str | None) -> tuple[list[Path], list[Path], str]:
+    """``(train, val, source)``: the embedded sample data's splits when ``manifest`` is None, a
+    manifest JSON's train and val splits, or (a folder or one volume) everything for training
+    and no validation."""
+    if manifest is None:
+        train = [v.path for v in sample_volumes("train")]
+        return train, [v.path for v in sample_volumes("val")], SAMPLE_SOURCE
+    source = Path(manifest)
+    if source.is_file() and source.name.lower().endswith(".json"):
+        loaded = Manifest.load(source)
+        train, val = loaded.paths("train"), loaded.paths("val")
+    elif source.is_dir():
+        train, val = scan_volumes(source), []
+    elif source.exists():
+        train, val = [source], []
+    else:
+        raise FileNotFoundError(f"training data not found: {source}")
+    if not train:
+        raise FaganError(
+            f"{source} has no training volumes; make a manifest with `fagan prepare DIR --out M.json`"
+        )
+    return train, val, str(source)
+
+
+def training_dataset(paths: list[Path], config: DataConfig, scale: int, seed: int) -> SliceDataset:
+    """Random augmented HR patches of ``config.patch_size`` with their LR inputs."""
+    return SliceDataset(
+        paths,
+        scale,
+        axes=config.axes,
+        patch_size=config.patch_size,
+        augment=config.augment,
+        seed=seed,
+        degradation=config.degradation,
+        min_foreground=config.min_foreground,
+    )
+
+
+def validation_dataset(paths: list[Path], config: DataConfig, scale: int) -> SliceDataset | None:
+    """At most ``config.val_slices`` full slices, evenly spaced over the volumes; None if none."""
+    if not paths or config.val_slices == 0:
+        return None
+    return SliceDataset(
+        paths,
+        scale,
+        axes=config.axes,
+        degradation=config.degradation,
+        min_foreground=config.min_foreground,
+        max_slices_per_volume=math.ceil(config.val_slices / len(paths)),
+    )
+
+
+class SampleStream(Sampler):
+    """An endless stream of ``(epoch, index)`` for one rank, starting at sample ``start``.
+
+    Epoch ``e`` is a permutation of the dataset drawn from ``seed + e`` (the same on every rank,
+    as in ``DistributedSampler``); rank ``r`` of ``w`` takes every ``w``-th entry from ``r``, so the
+    ranks see disjoint slices, and the remainder is dropped so all ranks have equal epochs.
+    The stream depends only on its arguments, so a resumed run continues it exactly.
+    """
+
+    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1, start: int = 0) -> None:
+        if size < world_size:
+            raise FaganError(f"{size} training slices cannot be shared among {world_size} processes")
+        self.size, self.seed, self.rank, self.world_size, self.start = size, seed, rank, world_size, start
+        self.per_rank = size // world_size
+
+    def position(self, sample: int) -> tuple[int, int]:
+        """``(epoch, position within the epoch)`` of this rank's ``sample``-th sample."""
+        return divmod(sample, self.per_rank)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        sample, cached = self.start, (-1, torch.empty(0, dtype=torch.int64))
+        while True:
+            epoch, pos = self.position(sample)
+            if cached[0] != epoch:
+                generator = torch.Generator().manual_seed(self.seed + epoch)
+                cached = (epoch, torch.randperm(self.size, generator=generator))
+            yield epoch, int(cached[1][self.rank + pos * self.world_size])
+            sample += 1
+
+
+class EpochIndexed(Dataset):
+    """``dataset[(epoch, index)]``: the patch of ``index`` as drawn in ``epoch``.
+
+    Works inside DataLoader workers, whose copies of the dataset are set to each item's epoch,
+    so persistent workers serve any epoch without being restarted.
+    """
+
+    def __init__(self, dataset: SliceDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> SlicePair:
+        epoch, index = key
+        if self.dataset.epoch != epoch:
+            self.dataset.set_epoch(epoch)
+        return self.dataset[index]
+
+
+def training_loader(
+    dataset: SliceDataset, stream: SampleStream, batch_size: int, num_workers: int, pin_memory: bool
+) -> DataLoader:
+    """Batches of ``SlicePair`` (``lr (B, 1, h, w)``, ``hr (B, 1, s*h, s*w)``) from the stream."""
+    return DataLoader(
+        EpochIndexed(dataset),
+        batch_size=batch_size,
+        sampler=stream,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+        prefetch_factor=4 if num_workers > 0 else None,
+        generator=torch.Generator().manual_seed(0),  # keeps the global RNG untouched
+    )
+
+
+def default_workers(cuda: bool) -> int:
+    """0 on CPU (the data are in memory and cheap to cut); up to 8 on a GPU machine."""
+    if not cuda:
+        return 0
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+__all__ = [
+    "SAMPLE_SOURCE",
+    "EpochIndexed",
+    "SampleStream",
+    "default_workers",
+    "split_volumes",
+    "training_dataset",
+    "training_loader",
+    "validation_dataset",
+]
