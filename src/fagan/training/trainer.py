@@ -389,7 +389,7 @@ def _train(
 
     step, samples, bad = 0, 0, 0
     if resume:
-        payload, path = checkpoint.load_latest(run_dir, map_location=runtime.device)
+        payload, path = checkpoint.load_latest(run_dir)  # on CPU: RNG states must stay there
         _restore(nets, payload, runtime, config.seed)
         step, samples = int(payload["step"]), int(payload["samples_seen"])
         if runtime.is_main:
