@@ -1,0 +1,160 @@
+"""The training loop on the embedded sample data, with tiny networks on the CPU."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from fagan import FaganError
+from fagan.data import sample_volumes
+from fagan.losses import pixel as pixel_module
+from fagan.models import build_generator
+from fagan.models.release import load_release, read_metadata
+from fagan.training import checkpoint, export_release, load_config, train, train_step
+from fagan.training.data import SampleStream, training_dataset
+from fagan.training.distributed import Runtime
+from fagan.training.ema import EMA
+from fagan.training.logs import read_jsonl
+from fagan.training.trainer import _build, _loss_fn, lr_at
+
+from .tiny import tiny_config
+
+
+def _weights(path) -> dict[str, torch.Tensor]:
+    return checkpoint.read_checkpoint(path)
+
+
+def test_steps_on_a_fixed_batch_lower_the_pixel_loss():
+    config = tiny_config("loss.adversarial_weight=0", "optim.lr=1e-3")
+    runtime = Runtime(torch.device("cpu"))
+    torch.manual_seed(0)
+    nets = _build(config, runtime)
+    loss_fn = _loss_fn(config, None, runtime.device)
+    dataset = training_dataset([v.path for v in sample_volumes("train")], config.data, 4, seed=0)
+    pairs = [dataset[i] for i in range(0, len(dataset), len(dataset) // 8)][:8]
+    lr, hr = torch.stack([p.lr for p in pairs]), torch.stack([p.hr for p in pairs])
+    losses = [train_step(lr, hr, nets, loss_fn, runtime, warmup=False)[0]["pixel"] for _ in range(25)]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
+
+
+def test_a_run_writes_everything_a_person_watches(tmp_path):
+    run = tmp_path / "run"
+    release = train(tiny_config(), run, device="cpu")
+    assert release == run / "release.safetensors"
+    assert load_config(run / "config.yaml") == tiny_config()
+    losses = read_jsonl(run / "losses.jsonl")
+    assert [r["step"] for r in losses] == [1, 2, 3, 4, 5, 6]
+    assert [r["phase"] for r in losses] == ["warmup"] * 2 + ["gan"] * 4
+    assert set(losses[0]) >= {"pixel", "g_total", "lr", "skipped"} and "adversarial" not in losses[0]
+    assert {"pixel", "adversarial", "g_total", "d_total", "d_real", "d_fake"} <= set(losses[-1])
+    validation = read_jsonl(run / "validation.jsonl")
+    assert [r["step"] for r in validation] == [3, 6]
+    assert validation[0]["slices"] == 4 and validation[0]["bicubic_psnr"] > 15
+    assert [p.name for p in checkpoint.list_checkpoints(run)] == ["step_00000003.pt", "step_00000006.pt"]
+    assert (run / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "validation on 4 slices" in (run / "train.log").read_text()
+    generator, meta = load_release(release, scale=4)
+    assert meta["model"] == "fagan" and meta["steps"] == "6" and meta["data"] == "fagan.data.sample"
+    assert json.loads(meta["config"])["channels"] == 16
+    with pytest.raises(FileExistsError, match="already holds a training run"):
+        train(tiny_config(), run, device="cpu")
+
+
+def test_resume_after_a_damaged_checkpoint_ends_with_identical_weights(tmp_path, caplog):
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    every = "schedule.checkpoint_every=2"
+    train(tiny_config(every), straight, device="cpu")
+    train(tiny_config(every, "schedule.steps=4"), interrupted, device="cpu")
+    latest = checkpoint.list_checkpoints(interrupted)[-1]
+    assert latest.name == "step_00000004.pt"
+    latest.write_bytes(latest.read_bytes()[:1000])  # a save cut short
+    train(tiny_config(every), interrupted, device="cpu", resume=True)
+    assert "does not match its checksum" in caplog.text
+    a = _weights(checkpoint.list_checkpoints(straight)[-1])
+    b = _weights(checkpoint.list_checkpoints(interrupted)[-1])
+    assert a["step"] == b["step"] == 6 and a["samples_seen"] == b["samples_seen"] == 24
+    for part in ("generator", "ema", "discriminator"):
+        assert a[part].keys() == b[part].keys()
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), f"{part}.{key}"
+    drop_time = [{k: v for k, v in r.items() if k != "time"} for r in read_jsonl(straight / "losses.jsonl")]
+    assert drop_time == [
+        {k: v for k, v in r.items() if k != "time"} for r in read_jsonl(interrupted / "losses.jsonl")
+    ]
+    assert [r["step"] for r in read_jsonl(interrupted / "validation.jsonl")] == [3, 6]
+
+
+def test_non_finite_losses_skip_steps_then_stop_the_run(tmp_path, monkeypatch):
+    def nan_loss(self, sr, hr):
+        return (sr - hr).abs().mean() * float("nan")
+
+    monkeypatch.setattr(pixel_module.PixelLoss, "forward", nan_loss)
+    run = tmp_path / "run"
+    config = tiny_config("schedule.max_bad_steps=3", "schedule.checkpoint_every=1", "schedule.steps=10")
+    with pytest.raises(FaganError, match=r"3 steps in a row had NaN or infinite losses \(last at step 3\)"):
+        train(config, run, device="cpu")
+    records = read_jsonl(run / "losses.jsonl")
+    assert [r["skipped"] for r in records] == [True] * 3 and records[0]["pixel"] is None
+    kept = checkpoint.list_checkpoints(run)
+    assert [p.name for p in kept] == ["step_00000001.pt", "step_00000002.pt"]
+    torch.manual_seed(0)
+    initial = build_generator("fagan", 4, **config.model.overrides).state_dict()
+    saved = _weights(kept[-1])["generator"]
+    assert all(torch.equal(saved[k], initial[k]) for k in initial)
+
+
+def test_generator_starts_from_a_release_file_and_export_matches(tmp_path):
+    psnr_run, gan_run = tmp_path / "psnr", tmp_path / "gan"
+    release = train(tiny_config("loss.adversarial_weight=0", "schedule.steps=3"), psnr_run, device="cpu")
+    assert read_metadata(release)["ema"] == "true"
+    exported = export_release(psnr_run, tmp_path / "exported.safetensors")
+    a, _ = load_release(release)
+    b, meta = load_release(exported)
+    assert meta["checkpoint"] == "step_00000003.pt"
+    assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+    # lr 0 and no EMA: the fine-tune's release holds exactly the weights it started from.
+    config = tiny_config(
+        f"model.init_weights={release}", "optim.lr=0", "schedule.ema_decay=0", "schedule.steps=1"
+    )
+    started = train(config, gan_run, device="cpu")
+    c, _ = load_release(started)
+    assert all(torch.equal(a.state_dict()[k], c.state_dict()[k]) for k in a.state_dict())
+    with pytest.raises(
+        FaganError, match="holds a different generator.*channels=16 where this run has channels=32"
+    ):
+        train(
+            tiny_config(f"model.init_weights={release}", "model.overrides.channels=32"),
+            tmp_path / "x",
+            device="cpu",
+        )
+
+
+def test_sample_stream_splits_epochs_between_ranks_and_resumes_in_place():
+    ranks = [SampleStream(10, seed=3, rank=r, world_size=2) for r in range(2)]
+    first = [[next(it) for _ in range(5)] for it in map(iter, ranks)]
+    assert all(epoch == 0 for stream in first for epoch, _ in stream)
+    assert sorted(i for stream in first for _, i in stream) == list(range(10))
+    whole = iter(SampleStream(10, seed=3))
+    head = [next(whole) for _ in range(23)]
+    resumed = iter(SampleStream(10, seed=3, start=17))
+    assert [next(resumed) for _ in range(6)] == head[17:]
+    assert [e for e, _ in head] == [0] * 10 + [1] * 10 + [2] * 3
+    assert [i for _, i in head[:10]] != [i for _, i in head[10:20]]
+
+
+def test_ema_and_step_decay():
+    source = torch.nn.Linear(2, 2)
+    ema = EMA(source, decay=0.9)
+    assert ema.decay_at(0) == pytest.approx(0.1) and ema.decay_at(10_000) == 0.9
+    with torch.no_grad():
+        source.weight.add_(1.0)
+    before = ema.model.weight.clone()
+    ema.update(source, step=0)
+    torch.testing.assert_close(ema.model.weight, before + 0.9)
+    assert not ema.model.weight.requires_grad
+    assert lr_at(1e-4, 0, (10, 20), 0.5) == 1e-4
+    assert lr_at(1e-4, 10, (10, 20), 0.5) == pytest.approx(5e-5)
+    assert lr_at(1e-4, 25, (10, 20), 0.5) == pytest.approx(2.5e-5)
