@@ -63,21 +63,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _setup_logging() -> None:
-    """INFO messages of fagan on stderr, written through tqdm so the progress bar stays intact."""
+    """fagan's messages on stderr (INFO on rank 0, warnings on other ranks), written through tqdm
+    so the progress bar stays intact."""
     import logging
+    import os
+    import sys
 
     from tqdm import tqdm
 
     class _TqdmHandler(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            tqdm.write(self.format(record))
+            tqdm.write(self.format(record), file=sys.stderr)
 
     logger = logging.getLogger("fagan")
     if not any(isinstance(h, _TqdmHandler) or type(h).__name__ == "_TqdmHandler" for h in logger.handlers):
         handler = _TqdmHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.INFO if int(os.environ.get("RANK", "0")) == 0 else logging.WARNING)
 
 
 def run(args: argparse.Namespace) -> int:
