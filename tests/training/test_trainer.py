@@ -59,6 +59,7 @@ def test_a_run_writes_everything_a_person_watches(tmp_path):
     generator, meta = load_release(release, scale=4)
     assert meta["model"] == "fagan" and meta["steps"] == "6" and meta["data"] == "fagan.data.sample"
     assert json.loads(meta["config"])["channels"] == 16
+    assert json.loads(meta["train_config"]) == tiny_config().to_dict()
     with pytest.raises(FileExistsError, match="already holds a training run"):
         train(tiny_config(), run, device="cpu")
 

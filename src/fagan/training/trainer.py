@@ -504,7 +504,13 @@ def _train(
 
     release = run_dir / RELEASE
     if runtime.is_main:
-        metadata = {"steps": step, "data": source, "config": config.to_dict(), "ema": nets.ema is not None}
+        # "config" is reserved for the GeneratorConfig, which save_release writes itself.
+        metadata = {
+            "steps": step,
+            "data": source,
+            "train_config": config.to_dict(),
+            "ema": nets.ema is not None,
+        }
         save_release(release, nets.inference, config.model.name, metadata=metadata)
         logs.plot_loss_curves(run_dir)
         log.info("wrote %s and %s", release, run_dir / logs.CURVES)
@@ -537,7 +543,7 @@ def export_release(run_dir: str | os.PathLike, out: str | os.PathLike, ema: bool
     metadata = {
         "steps": payload["step"],
         "data": config.data.manifest or "fagan.data.sample",
-        "config": config.to_dict(),
+        "train_config": config.to_dict(),  # "config" is the release's GeneratorConfig
         "ema": use_ema,
         "checkpoint": path.name,
     }
