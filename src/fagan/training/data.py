@@ -54,6 +54,7 @@ def training_dataset(paths: list[Path], config: DataConfig, scale: int, seed: in
         seed=seed,
         degradation=config.degradation,
         min_foreground=config.min_foreground,
+        zoom_range=config.zoom_range,
     )
 
 
