@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+from fagan.data import Manifest, ManifestEntry, sample_volumes
 from fagan.training import save_config
 from fagan.training.logs import read_jsonl
 from fagan.training.trainer import DEBUG_HASH_ENV
@@ -15,9 +16,12 @@ from .tiny import tiny_config
 
 
 def test_two_processes_hold_identical_weights(tmp_path):
-    config = save_config(
-        tiny_config("schedule.steps=4", "schedule.checkpoint_every=4"), tmp_path / "tiny.yaml"
-    )
+    # The smallest shipped volume (91 x 109 x 91) as training data keeps the processes' start short.
+    small = sample_volumes("val")[0]
+    manifest = tmp_path / "small.json"
+    Manifest([ManifestEntry(str(small.path), small.name, "train")]).save(manifest)
+    overrides = ("schedule.steps=4", "schedule.checkpoint_every=4", f"data.manifest={manifest}")
+    config = save_config(tiny_config(*overrides), tmp_path / "tiny.yaml")
     run = tmp_path / "run"
     env = {**os.environ, DEBUG_HASH_ENV: "1", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
