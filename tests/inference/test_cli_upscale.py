@@ -196,3 +196,24 @@ def test_subprocess_error_has_no_traceback(tmp_path) -> None:
     )
     assert p.returncode != 0
     assert p.stderr.count("\n") == 1 and "Traceback" not in p.stderr
+
+
+def test_shipped_weights_are_the_default(tmp_path, capsys) -> None:
+    """Without --weights the shipped FA-GAN weights for the scale are used; x8 has none."""
+    from fagan.models.release import read_metadata, shipped_weights
+
+    for scale in (2, 4):
+        meta = read_metadata(shipped_weights(scale))
+        assert meta["model"] == "fagan" and meta["scale"] == str(scale)
+    _nifti(tmp_path / "lr.nii.gz", shape=(16, 12, 2))
+    out = tmp_path / "sr.nii.gz"
+    assert (
+        main(["upscale", str(tmp_path / "lr.nii.gz"), "-o", str(out), "--scale", "4", "--device", "cpu"]) == 0
+    )
+    assert nib.load(out).shape == (64, 48, 2)
+    _fails(
+        capsys,
+        ["upscale", str(tmp_path / "lr.nii.gz"), "-o", str(tmp_path / "x8.nii.gz"), "--scale", "8"],
+        "no shipped psnr weights for x8",
+    )
+    assert not (tmp_path / "x8.nii.gz").exists()

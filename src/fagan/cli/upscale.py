@@ -19,6 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--weights", help="generator weights (.safetensors); default: the shipped ones for --scale"
     )
+    p.add_argument(
+        "--variant",
+        default="psnr",
+        choices=("psnr", "gan"),
+        help="shipped weights without --weights: psnr (default, most faithful) or gan (sharper texture)",
+    )
     p.add_argument("--axis", type=int, default=2, choices=(0, 1, 2), help="slice axis (default 2)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--batch-size", type=int, default=8, help="slices per network call (default 8)")
