@@ -26,9 +26,7 @@ Bad input raises :class:`fagan.FaganError` with a one-line message saying what t
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +36,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from fagan import FaganError
+from fagan.atomic import atomic_path
 
 SUPPORTED_SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz", ".dcm", ".h5", ".hdf5", ".npy", ".png")
 
@@ -271,19 +270,8 @@ def write_nifti(
     img = nib.Nifti1Image(data, affine)
     img.set_data_dtype(np.float32)
     img.header.set_xyzt_units("mm", "sec")
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=folder)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=suffix) as tmp:
         nib.save(img, tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 # ----------------------------------------------------------------------------------------------

@@ -20,11 +20,9 @@ Subject rule used by :func:`make_manifest`, for a volume at ``root/<relative pat
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from fagan import FaganError
+from fagan.atomic import atomic_path
 from fagan.data.io import SUPPORTED_SUFFIXES, is_dicom
 
 log = logging.getLogger(__name__)
@@ -106,19 +105,9 @@ class Manifest:
                 for e in self.entries
             ],
         }
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(document, f, indent=2)
-                f.write("\n")
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            json.dump(document, f, indent=2)
+            f.write("\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Manifest:

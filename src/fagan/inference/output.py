@@ -6,14 +6,13 @@ an interrupted run leaves either the complete output or none.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from fagan import FaganError
+from fagan.atomic import atomic_path
 from fagan.data.io import Volume, write_nifti
 
 OUTPUT_SUFFIXES = (".nii", ".nii.gz", ".npy", ".png")
@@ -45,18 +44,6 @@ def check_output(path: str | os.PathLike, inputs: list[Path], overwrite: bool) -
     return out
 
 
-def _atomic(path: Path, write) -> None:  # noqa: ANN001 - a callable taking a temporary path
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def save_result(path: str | os.PathLike, volume: Volume, overwrite: bool = False) -> Path:
     """Write ``volume``: NIfTI (float32, its affine), or a 2D image as ``.npy``/16-bit PNG."""
     path = Path(path)
@@ -71,17 +58,13 @@ def save_result(path: str | os.PathLike, volume: Volume, overwrite: bool = False
             f"{kind} output holds one 2D slice; this result has shape {volume.array.shape}: use .nii.gz"
         )
     image = volume.array.reshape(volume.array.shape[:2]).astype(np.float32)
-    if kind == ".npy":
-        _atomic(path, lambda tmp: _save_npy(tmp, image))
-    else:
-        from PIL import Image
+    with atomic_path(path, suffix=kind) as tmp:
+        if kind == ".npy":
+            with open(tmp, "wb") as f:  # a file object, so numpy adds no second ".npy"
+                np.save(f, image, allow_pickle=False)
+        else:
+            from PIL import Image
 
-        # 2D images are read as (rows, columns, 1), so the array is the picture as it is.
-        pixels = np.clip(np.rint(image), 0, 65535).astype(np.uint16)
-        _atomic(path, lambda tmp: Image.fromarray(pixels).save(tmp, format="PNG"))
+            # 2D images are read as (rows, columns, 1), so the array is the picture as it is.
+            Image.fromarray(np.clip(np.rint(image), 0, 65535).astype(np.uint16)).save(tmp, format="PNG")
     return path
-
-
-def _save_npy(tmp: str, image: np.ndarray) -> None:
-    with open(tmp, "wb") as f:
-        np.save(f, image, allow_pickle=False)

@@ -18,7 +18,6 @@ import logging
 import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 
 from fagan import FaganError
+from fagan.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +34,8 @@ _NAME = re.compile(r"^step_(\d+)\.pt$")
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)
 
 
 def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:

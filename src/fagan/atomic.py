@@ -1,0 +1,35 @@
+"""Atomic file writing: a write either completes or leaves nothing behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str]:
+    """Yield a temporary file name in ``path``'s folder for the caller to write.
+
+    When the block ends normally the file is flushed to disk, given the permissions a new file
+    would get (not mkstemp's 0600) and renamed onto ``path`` in one step; when it raises (or the
+    process is interrupted) the temporary file is removed and ``path`` is untouched. ``suffix``
+    keeps writers that choose their format by extension (``.nii.gz``) working.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=folder)
+    os.close(fd)
+    try:
+        yield tmp
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
