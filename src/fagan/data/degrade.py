@@ -24,8 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from fagan import FaganError
-
-SCALES: tuple[int, ...] = (2, 4, 8)
+from fagan.scales import SCALES, check_scale
 
 ArrayT = TypeVar("ArrayT")
 
@@ -55,13 +54,6 @@ DEGRADATIONS: dict[str, Callable[[torch.Tensor, int], torch.Tensor]] = {
     "bicubic": _bicubic,
     "kspace": _kspace,
 }
-
-
-def check_scale(scale: int) -> int:
-    """Return ``scale`` if it is one of :data:`SCALES`, else raise FaganError listing them."""
-    if isinstance(scale, bool) or scale not in SCALES:
-        raise FaganError(f"scale must be one of {', '.join(map(str, SCALES))}, got {scale!r}")
-    return int(scale)
 
 
 def check_method(method: str) -> str:

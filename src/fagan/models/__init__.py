@@ -11,7 +11,7 @@ from fagan.models.attention import (
 from fagan.models.blocks import LocalFusionFeatureBlock, ResidualBlock, UpsampleStage
 from fagan.models.config import DiscriminatorConfig, GeneratorConfig
 from fagan.models.discriminator import Discriminator
-from fagan.models.generator import SCALES, Generator
+from fagan.models.generator import Generator
 from fagan.models.registry import (
     ABLATIONS,
     BASELINES,
@@ -20,6 +20,7 @@ from fagan.models.registry import (
     build_generator,
     generator_config,
 )
+from fagan.scales import SCALES
 
 __all__ = [
     "ABLATIONS",

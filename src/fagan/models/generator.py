@@ -11,14 +11,7 @@ from torch import nn
 from fagan.models.attention import GlobalFeatureFusionBlock
 from fagan.models.blocks import LocalFusionFeatureBlock, ResidualBlock, UpsampleStage, conv
 from fagan.models.config import GeneratorConfig
-
-SCALES: tuple[int, ...] = (2, 4, 8)
-
-
-def check_scale(scale: int) -> int:
-    if scale not in SCALES:
-        raise ValueError(f"scale must be one of {', '.join(map(str, SCALES))}, not {scale}")
-    return scale
+from fagan.scales import check_scale
 
 
 class Generator(nn.Module):
