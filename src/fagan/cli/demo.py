@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from fagan.evaluation.demo import HEADER, format_table, run_demo
+    from fagan.evaluation.demo import HEADER, format_summary, run_demo
     from fagan.inference import pick_device
 
     start = time.perf_counter()
@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {out} exists and is not a folder")
     print(HEADER)
     rows = run_demo(out, tuple(args.scales), device=str(pick_device(args.device)))
-    print("\n".join(format_table(rows).splitlines()[len(rows) + 1 :]))
+    print(format_summary(rows))
     seconds = time.perf_counter() - start
     print(f"wrote SR volumes, figures, results.csv and index.html to {out}/ in {seconds:.0f} s")
     return 0

@@ -100,14 +100,18 @@ def format_row(row: DemoRow) -> str:
     )
 
 
-def format_table(rows: list[DemoRow]) -> str:
-    lines = [HEADER, *(format_row(r) for r in rows)]
+def format_summary(rows: list[DemoRow]) -> str:
+    """One line per scale: mean and smallest PSNR gain over bicubic."""
+    lines = []
     for scale in sorted({r.scale for r in rows}):
         gains = [r.psnr_fagan - r.psnr_bicubic for r in rows if r.scale == scale]
-        lines.append(
-            f"x{scale}: mean PSNR gain over bicubic {np.mean(gains):+.2f} dB (min {min(gains):+.2f})"
-        )
+        mean, worst = np.mean(gains), min(gains)
+        lines.append(f"x{scale}: mean PSNR gain over bicubic {mean:+.2f} dB (min {worst:+.2f})")
     return "\n".join(lines)
+
+
+def format_table(rows: list[DemoRow]) -> str:
+    return "\n".join([HEADER, *(format_row(r) for r in rows), format_summary(rows)])
 
 
 def write_csv(rows: list[DemoRow], path: Path) -> None:

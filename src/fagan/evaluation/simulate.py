@@ -12,10 +12,11 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from fagan.data.degrade import check_scale, degrade, upsample_bicubic
+from fagan.data.degrade import degrade, upsample_bicubic
 from fagan.data.io import Volume
 from fagan.inference.geometry import in_plane_axes, resampled_affine
 from fagan.metrics import psnr, ssim
+from fagan.scales import check_scale
 
 
 class SimulatedPair(NamedTuple):

@@ -12,7 +12,8 @@ from typing import Any
 
 from fagan.models.config import DiscriminatorConfig, GeneratorConfig
 from fagan.models.discriminator import Discriminator
-from fagan.models.generator import Generator, check_scale
+from fagan.models.generator import Generator
+from fagan.scales import check_scale
 
 
 def _switches(lffb: bool, ca: bool, sa: bool, fusion: str = "weighted") -> GeneratorConfig:

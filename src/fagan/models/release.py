@@ -26,7 +26,8 @@ from safetensors.torch import load_file, safe_open, save_file
 from fagan import FaganError
 from fagan.atomic import atomic_path
 from fagan.models.config import GeneratorConfig
-from fagan.models.generator import Generator, check_scale
+from fagan.models.generator import Generator
+from fagan.scales import check_scale
 
 FORMAT = "fagan-generator"
 FORMAT_VERSION = "1"
