@@ -3,11 +3,19 @@
 Slices go through the network in batches. A slice larger than ``tile`` low-resolution pixels is
 cut into overlapping tiles whose outputs are blended with weights that fall linearly to the
 tile's edges, so memory is bounded by the tile size, not the slice size, and tile seams do not
-show. Intensities are normalised per volume exactly as in training and mapped back afterwards.
+show. A batch is also split so that one network call makes at most ``max_pixels`` output pixels,
+which bounds memory at x8, where a 128-pixel tile is a 1024x1024 output. Intensities are
+normalised per volume exactly as in training and mapped back afterwards.
+
+:func:`upscale_volume` runs a copy of the generator rewritten for inference
+(:func:`fagan.models.fast.optimize_for_inference`: batch norms folded, and on CPU the output
+convolution as taps), which gives the same output to fp32 rounding; the figures are in
+``BENCHMARKS.md``.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import numpy as np
@@ -20,6 +28,9 @@ from fagan.inference.geometry import in_plane_axes, resampled_affine
 
 DEFAULT_TILE = 128
 DEFAULT_OVERLAP = 16
+#: Output pixels per network call: about 1.5 GB of activations for the default FA-GAN in fp32.
+DEFAULT_MAX_PIXELS = 2**21
+PRECISIONS = ("fp32", "bf16")
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -49,18 +60,52 @@ def _ramp(length: int, fade: int) -> torch.Tensor:
     return torch.clamp(edge / max(fade, 1), min=1e-3, max=1.0)
 
 
+def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision == "bf16":
+        if device.type != "cuda":
+            raise ValueError("bf16 inference is for CUDA GPUs; use precision fp32 on the CPU")
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _run(generator: nn.Module, lr: torch.Tensor, max_pixels: int) -> torch.Tensor:
+    """``generator(lr)`` in float32, in sub-batches of at most ``max_pixels`` output pixels."""
+    scale: int = generator.scale  # type: ignore[assignment]
+    per_slice = lr.shape[2] * lr.shape[3] * scale**2
+    step = max(1, max_pixels // per_slice) if max_pixels > 0 else lr.shape[0]
+    if step >= lr.shape[0]:
+        return generator(lr).float()
+    return torch.cat([generator(part).float() for part in lr.split(step)])
+
+
 @torch.inference_mode()
 def upscale_batch(
-    generator: nn.Module, lr: torch.Tensor, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP
+    generator: nn.Module,
+    lr: torch.Tensor,
+    tile: int = DEFAULT_TILE,
+    overlap: int = DEFAULT_OVERLAP,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """Super-resolve a batch ``lr`` (B, C, h, w) -> (B, C, s*h, s*w), tiling when h or w > tile.
 
     ``tile`` and ``overlap`` are in low-resolution pixels; ``tile <= 0`` disables tiling.
+    ``max_pixels`` caps the output pixels of one network call (``<= 0``: no cap); ``precision``
+    ``"bf16"`` runs the network under bf16 autocast (CUDA only).
     """
+    with _autocast(lr.device, precision):
+        return _upscale(generator, lr, tile, overlap, max_pixels)
+
+
+def _upscale(
+    generator: nn.Module, lr: torch.Tensor, tile: int, overlap: int, max_pixels: int
+) -> torch.Tensor:
     scale: int = generator.scale  # type: ignore[assignment]
     b, c, h, w = lr.shape
     if tile <= 0 or (h <= tile and w <= tile):
-        return generator(lr).float()
+        return _run(generator, lr, max_pixels)
     if overlap >= tile:
         raise ValueError(f"tile overlap ({overlap}) must be smaller than the tile ({tile})")
     out = torch.zeros(b, c, h * scale, w * scale, device=lr.device)
@@ -71,7 +116,7 @@ def upscale_batch(
     blend = wy[:, None] * wx[None, :]
     for y in _windows(h, tile, overlap):
         for x in _windows(w, tile, overlap):
-            sr = generator(lr[:, :, y : y + th, x : x + tw]).float()
+            sr = _run(generator, lr[:, :, y : y + th, x : x + tw], max_pixels)
             region = (
                 slice(None),
                 slice(None),
@@ -97,9 +142,14 @@ def upscale_volume(
     overlap: int = DEFAULT_OVERLAP,
     device: torch.device | str = "cpu",
     progress: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    precision: str = "fp32",
+    optimize: bool = True,
 ) -> Volume:
     """Super-resolve every slice of ``volume`` along ``axis`` in its own plane.
 
+    ``optimize`` runs a copy of ``generator`` rewritten by
+    :func:`fagan.models.fast.optimize_for_inference` (same output to fp32 rounding, faster).
     Returns a float32 volume with the two in-plane axes ``s`` times longer, voxel size divided
     by ``s`` along them, the same orientation and field of view (see
     :mod:`fagan.inference.geometry`), and intensities in the input's units.
@@ -113,11 +163,16 @@ def upscale_volume(
     slices = np.moveaxis(volume.array, axis, 0)  # (n, h, w)
     n, h, w = slices.shape
     result = np.empty((n, h * scale, w * scale), dtype=np.float32)
-    generator = generator.to(device).eval()
+    if optimize:
+        from fagan.models.fast import optimize_for_inference
+
+        generator = optimize_for_inference(generator, device)
+    else:
+        generator = generator.to(device).eval()
     bar = tqdm(total=n, unit="slice", desc=f"x{scale}", disable=not progress, leave=False)
     for part in _batches(n, batch_size):
         lr = torch.from_numpy(np.ascontiguousarray(slices[part], dtype=np.float32))[:, None].to(device)
-        sr = upscale_batch(generator, scaling.apply(lr), tile, overlap)
+        sr = upscale_batch(generator, scaling.apply(lr), tile, overlap, max_pixels, precision)
         result[part] = scaling.invert(sr[:, 0]).cpu().numpy()
         bar.update(part.stop - part.start)
     bar.close()
