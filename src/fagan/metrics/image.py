@@ -43,7 +43,7 @@ def gaussian_window(size: int = 11, sigma: float = 1.5, dtype: torch.dtype = tor
     return g / g.sum()
 
 
-def ssim(
+def ssim_map(
     sr: torch.Tensor,
     hr: torch.Tensor,
     data_range: float,
@@ -52,9 +52,9 @@ def ssim(
     k1: float = 0.01,
     k2: float = 0.03,
 ) -> torch.Tensor:
-    """Mean structural similarity per image: ``(B, C, H, W), (B, C, H, W) -> (B,)``.
-
-    Images must be at least ``window_size`` pixels on each side. Computed in float64.
+    """Local SSIM at every position where the window lies inside the image, averaged over
+    channels: ``(B, C, H, W), (B, C, H, W) -> (B, H - window_size + 1, W - window_size + 1)``,
+    float64. Position ``(i, j)`` of the map is centred on pixel ``(i + window_size // 2, ...)``.
     """
     _check(sr, hr, data_range)
     height, width = sr.shape[-2:]
@@ -77,7 +77,23 @@ def ssim(
     cov = blur(x * y) - mu_x * mu_y
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
     s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-    return s.flatten(1).mean(dim=1).view(b, c).mean(dim=1).to(sr.dtype)
+    return s.view(b, c, *s.shape[-2:]).mean(dim=1)
 
 
-__all__ = ["gaussian_window", "psnr", "ssim"]
+def ssim(
+    sr: torch.Tensor,
+    hr: torch.Tensor,
+    data_range: float,
+    window_size: int = 11,
+    sigma: float = 1.5,
+    k1: float = 0.01,
+    k2: float = 0.03,
+) -> torch.Tensor:
+    """Mean structural similarity per image: ``(B, C, H, W), (B, C, H, W) -> (B,)``.
+
+    Images must be at least ``window_size`` pixels on each side. Computed in float64.
+    """
+    return ssim_map(sr, hr, data_range, window_size, sigma, k1, k2).flatten(1).mean(dim=1).to(sr.dtype)
+
+
+__all__ = ["gaussian_window", "psnr", "ssim", "ssim_map"]
