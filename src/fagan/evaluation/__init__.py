@@ -4,8 +4,16 @@ from fagan.evaluation.simulate import (
     SimulatedPair,
     VolumeScores,
     bicubic_volume,
+    foreground_mask,
     score_volume,
     simulate_low_resolution,
 )
 
-__all__ = ["SimulatedPair", "VolumeScores", "bicubic_volume", "score_volume", "simulate_low_resolution"]
+__all__ = [
+    "SimulatedPair",
+    "VolumeScores",
+    "bicubic_volume",
+    "foreground_mask",
+    "score_volume",
+    "simulate_low_resolution",
+]

@@ -63,9 +63,15 @@ def comparison_figure(
     return path
 
 
-def _image_tag(path: Path) -> str:
+def image_tag(path: Path) -> str:
+    """An <img> element with the PNG at ``path`` embedded as a data URL."""
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return f'<img alt="{html.escape(path.name)}" src="data:image/png;base64,{data}">'
+
+
+def figure_tag(path: Path) -> str:
+    """A <figure> with the embedded PNG and its file stem as the caption."""
+    return f"<figure>{image_tag(path)}<figcaption>{html.escape(path.stem)}</figcaption></figure>"
 
 
 def html_page(
@@ -82,10 +88,7 @@ def html_page(
     ]
     for caption, text in tables:
         parts.append(f"<h2>{html.escape(caption)}</h2><pre>{html.escape(text)}</pre>")
-    parts += [
-        f"<figure>{_image_tag(Path(f))}<figcaption>{html.escape(Path(f).stem)}</figcaption></figure>"
-        for f in figures
-    ]
+    parts += [figure_tag(Path(f)) for f in figures]
     parts.append("</body></html>")
     path = Path(path)
     path.write_text("\n".join(parts), encoding="utf-8")

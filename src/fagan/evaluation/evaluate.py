@@ -1,0 +1,368 @@
+"""Scoring methods on test volumes: PSNR/SSIM per volume (whole and foreground), FID per
+method, summaries over volumes, paired tests, and comparison figures.
+
+Protocol (the paper's, on whole volumes): each test volume is cropped so its in-plane size
+divides the scale, degraded slice by slice with antialiased bicubic downsampling
+(:func:`fagan.evaluation.simulate.simulate_low_resolution`), and every method upsamples the
+same LR volume. Scores use the HR volume's min-max range as ``data_range`` (PSNR of the
+min-max normalised volumes with range 1), which is also what ``check_upscale`` reports.
+Bicubic is always evaluated beside the models.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from fagan.atomic import atomic_path
+from fagan.data.io import read_volume
+from fagan.evaluation.simulate import (
+    bicubic_volume,
+    foreground_mask,
+    score_volume,
+    simulate_low_resolution,
+)
+from fagan.evaluation.tables import Table
+from fagan.metrics.stats import paired_test, summarise
+
+log = logging.getLogger(__name__)
+
+BICUBIC = "bicubic"
+
+
+@dataclass(frozen=True)
+class Method:
+    """A way to upscale: a trained generator for one scale, or bicubic (``generator=None``)."""
+
+    name: str
+    scale: int
+    generator: nn.Module | None = None
+
+
+@dataclass(frozen=True)
+class EvalVolume:
+    name: str
+    anatomy: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class Row:
+    """The scores of one method on one volume at one scale."""
+
+    method: str
+    scale: int
+    volume: str
+    anatomy: str
+    psnr: float
+    ssim: float
+    psnr_fg: float
+    ssim_fg: float
+    seconds: float
+
+
+ROW_FIELDS = ("method", "scale", "volume", "anatomy", "psnr", "ssim", "psnr_fg", "ssim_fg", "seconds")
+
+
+@dataclass
+class Evaluation:
+    """Everything one evaluation measured."""
+
+    rows: list[Row] = field(default_factory=list)
+    fid: dict[tuple[str, int], float] = field(default_factory=dict)  # (method, scale) -> FID
+    figures: list[Path] = field(default_factory=list)
+
+    def methods(self, scale: int | None = None) -> list[str]:
+        """Method names in the order they were evaluated (bicubic first)."""
+        seen: dict[str, None] = {}
+        for r in self.rows:
+            if scale is None or r.scale == scale:
+                seen.setdefault(r.method)
+        return list(seen)
+
+    def scales(self) -> list[int]:
+        return sorted({r.scale for r in self.rows})
+
+    def anatomies(self) -> list[str]:
+        return list(dict.fromkeys(r.anatomy for r in self.rows))
+
+    def values(self, method: str, scale: int, metric: str, anatomy: str | None = None) -> list[float]:
+        """Per-volume values of ``metric``, in volume order."""
+        return [
+            getattr(r, metric)
+            for r in self.rows
+            if r.method == method and r.scale == scale and (anatomy is None or r.anatomy == anatomy)
+        ]
+
+
+def _slices(array: np.ndarray, axis: int) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(array, axis, 0), dtype=np.float32))[:, None]
+
+
+def evaluate(
+    volumes: Sequence[EvalVolume],
+    methods: Sequence[Method],
+    *,
+    axis: int = 2,
+    device: str | torch.device = "cpu",
+    fid_network: nn.Module | None = None,
+    figures_dir: str | os.PathLike | None = None,
+    figure_volumes: Sequence[str] | None = None,
+    figure_methods: Sequence[str] | None = None,
+    progress: Callable[[str], None] = log.info,
+) -> Evaluation:
+    """Score every method (plus bicubic) on every volume at each method's scale.
+
+    With ``figures_dir``, the volumes named in ``figure_volumes`` (default: per anatomy, the
+    one with the largest slices) get a comparison figure per scale: HR, bicubic and each method
+    of ``figure_methods`` (default: all) on the middle slice, with a zoomed region and error maps.
+    """
+    from fagan.evaluation.figures import comparison_figure
+    from fagan.inference.upscale import upscale_volume
+    from fagan.metrics.fid import fid_from_features, inception_features
+
+    result = Evaluation()
+    by_scale: dict[int, list[Method]] = defaultdict(list)
+    for m in methods:
+        if m.name == BICUBIC:
+            raise ValueError(f"'{BICUBIC}' is evaluated anyway; name the models something else")
+        by_scale[m.scale].append(m)
+    if len({(m.name, m.scale) for m in methods}) != len(methods):
+        raise ValueError("two methods share a name at the same scale")
+    loaded = [(v, read_volume(v.path)) for v in volumes]
+    if figures_dir is None:
+        figure_volumes = ()
+    elif figure_volumes is None:
+        figure_volumes = largest_per_anatomy(
+            [(v.name, v.anatomy, vol.array.shape) for v, vol in loaded], axis
+        )
+    shown = None if figure_methods is None else {BICUBIC, *figure_methods}
+    for scale in sorted(by_scale):
+        entries = [Method(BICUBIC, scale), *by_scale[scale]]
+        features: dict[str, list[np.ndarray]] = defaultdict(list)
+        for info, volume in loaded:
+            pair = simulate_low_resolution(volume, scale, axis)
+            hr = pair.hr.array
+            mask = foreground_mask(hr, axis)
+            data_range = (float(hr.min()), float(hr.max()))
+            panels: dict[str, np.ndarray] = {}
+            if fid_network is not None:
+                features["HR"].append(inception_features(fid_network, [(_slices(hr, axis), data_range)]))
+            for method in entries:
+                start = time.perf_counter()
+                if method.generator is None:
+                    sr = bicubic_volume(pair.lr, scale, axis)
+                else:
+                    sr = upscale_volume(pair.lr, method.generator, axis=axis, device=device).array
+                seconds = time.perf_counter() - start
+                s = score_volume(sr, hr, axis, mask=mask)
+                result.rows.append(
+                    Row(
+                        method.name,
+                        scale,
+                        info.name,
+                        info.anatomy,
+                        s.psnr,
+                        s.ssim,
+                        s.psnr_fg,
+                        s.ssim_fg,
+                        seconds,
+                    )
+                )
+                progress(
+                    f"x{scale} {info.name}: {method.name} PSNR {s.psnr:.2f} dB, "
+                    f"SSIM {s.ssim:.4f} ({seconds:.1f} s)"
+                )
+                if fid_network is not None:
+                    features[method.name].append(
+                        inception_features(fid_network, [(_slices(sr, axis), data_range)])
+                    )
+                if info.name in figure_volumes and (shown is None or method.name in shown):
+                    panels[method.name] = np.take(sr, sr.shape[axis] // 2, axis=axis)
+            if panels and figures_dir is not None:
+                folder = Path(figures_dir)
+                folder.mkdir(parents=True, exist_ok=True)
+                hr_slice = np.take(hr, hr.shape[axis] // 2, axis=axis)
+                scores = {r.method: r.psnr for r in result.rows if r.scale == scale and r.volume == info.name}
+                title = f"{info.name} x{scale}: " + ", ".join(f"{k} {v:.2f} dB" for k, v in scores.items())
+                result.figures.append(
+                    comparison_figure(hr_slice, panels, title, folder / f"{info.name}_x{scale}.png")
+                )
+        if fid_network is not None:
+            real = np.concatenate(features["HR"])
+            for method in entries:
+                result.fid[(method.name, scale)] = fid_from_features(
+                    real, np.concatenate(features[method.name])
+                )
+    return result
+
+
+def largest_per_anatomy(volumes: Sequence[tuple[str, str, tuple[int, ...]]], axis: int = 2) -> list[str]:
+    """Per anatomy, the name of the volume with the most pixels per slice: the most to look at.
+    ``volumes``: (name, anatomy, shape) triples."""
+    best: dict[str, tuple[int, str]] = {}
+    for name, anatomy, shape in volumes:
+        pixels = math.prod(n for i, n in enumerate(shape) if i != axis)
+        if pixels > best.get(anatomy, (-1, ""))[0]:
+            best[anatomy] = (pixels, name)
+    return [name for _, name in best.values()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables
+
+
+def _with_all(anatomies: list[str]) -> list[str | None]:
+    """Per-anatomy groups, then all volumes (None) when there is more than one anatomy."""
+    return [*anatomies, None] if len(anatomies) > 1 else [None]
+
+
+def psnr_ssim_tables(ev: Evaluation, number_from: int = 1, foreground: bool = False) -> list[Table]:
+    """The analogue of the paper's Tables 1-4: one table per anatomy (and one over all volumes),
+    a row per method, PSNR and SSIM per scale as mean ± std over volumes."""
+    tables = []
+    suffix, what = ("_fg", " inside the foreground mask") if foreground else ("", "")
+    for k, anatomy in enumerate(_with_all(ev.anatomies())):
+        group = anatomy or "all volumes"
+        columns = ["method"]
+        for scale in ev.scales():
+            columns += [f"x{scale} PSNR (dB)", f"x{scale} SSIM"]
+        rows = []
+        for method in ev.methods():
+            row: list = [method]
+            for scale in ev.scales():
+                for metric in ("psnr", "ssim"):
+                    values = ev.values(method, scale, metric + suffix, anatomy)
+                    ok = [v for v in values if math.isfinite(v)]
+                    row.append(summarise(ok) if ok else "")
+            rows.append(tuple(row))
+        n = len({r.volume for r in ev.rows if anatomy is None or r.anatomy == anatomy})
+        group_key = (anatomy or "all").replace(" ", "_")
+        name = f"foreground_{group_key}" if foreground else f"table{number_from + k}_{group_key}"
+        tables.append(
+            Table(
+                name,
+                f"PSNR / SSIM{what}, {group} ({n} volume{'s' * (n != 1)}; mean ± std over volumes)",
+                tuple(columns),
+                tuple(rows),
+            )
+        )
+    return tables
+
+
+def fid_table(ev: Evaluation, name: str = "table5_fid") -> Table:
+    """The analogue of Table 5: FID per method and scale (lower is better)."""
+    scales = sorted({s for _, s in ev.fid})
+    methods = list(dict.fromkeys(m for m, _ in ev.fid))
+    rows = tuple((m, *(ev.fid.get((m, s), math.nan) for s in scales)) for m in methods)
+    slices = "over every slice of the test volumes"
+    return Table(
+        name,
+        f"FID against the HR slices, {slices} (lower is better)",
+        ("method", *(f"x{s} FID" for s in scales)),
+        rows,
+        "FID is biased upwards on small sets; compare methods only within a column.",
+    )
+
+
+def paired_tests_table(ev: Evaluation, reference: str, name: str = "paired_tests") -> Table:
+    """Wilcoxon signed-rank test of ``reference`` against every other method, per scale, over
+    all volumes: median paired difference in PSNR and SSIM and the two-sided p-value."""
+    rows = []
+    for scale in ev.scales():
+        methods = ev.methods(scale)
+        if reference not in methods:
+            continue
+        for other in methods:
+            if other == reference:
+                continue
+            p = paired_test(ev.values(reference, scale, "psnr"), ev.values(other, scale, "psnr"))
+            q = paired_test(ev.values(reference, scale, "ssim"), ev.values(other, scale, "ssim"))
+            rows.append(
+                (f"x{scale}", other, p.median_difference, p.p_value, q.median_difference, q.p_value, p.n)
+            )
+    return Table(
+        name,
+        f"{reference} against each method: Wilcoxon signed-rank test over volumes",
+        ("scale", "against", "median ΔPSNR (dB)", "p (PSNR)", "median ΔSSIM", "p (SSIM)", "volumes"),
+        tuple(rows),
+        "Two-sided; with n volumes the smallest possible p is 2/2^n (0.0625 for 5).",
+    )
+
+
+def write_rows(rows: Sequence[Row], path: str | os.PathLike) -> None:
+    """The per-volume CSV: one line per method, scale and volume."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(ROW_FIELDS)
+        for r in rows:
+            writer.writerow(
+                [r.method, r.scale, r.volume, r.anatomy]
+                + [f"{getattr(r, k):.6f}" for k in ("psnr", "ssim", "psnr_fg", "ssim_fg")]
+                + [f"{r.seconds:.3f}"]
+            )
+
+
+def read_rows(path: str | os.PathLike) -> list[Row]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return [
+            Row(
+                d["method"],
+                int(d["scale"]),
+                d["volume"],
+                d["anatomy"],
+                *(float(d[k]) for k in ("psnr", "ssim", "psnr_fg", "ssim_fg", "seconds")),
+            )
+            for d in csv.DictReader(f)
+        ]
+
+
+def evaluation_volumes(data: str | os.PathLike | None = None, split: str = "test") -> list[EvalVolume]:
+    """The volumes of ``split``: from a manifest (or a folder), or the embedded sample data."""
+    from fagan.data.manifest import resolve_volumes
+    from fagan.data.sample import sample_volumes
+
+    if data is None:
+        return [EvalVolume(v.name, v.anatomy, v.path) for v in sample_volumes(split)]
+    paths = resolve_volumes(data, split)
+    if not paths:
+        raise ValueError(f"{data} has no volumes in its {split} split")
+    names = [_stem(p.name) for p in paths]
+    if len(set(names)) != len(names):  # same file name in different subject folders
+        names = [f"{p.parent.name}/{_stem(p.name)}" for p in paths]
+    return [EvalVolume(n, "MRI", p) for n, p in zip(names, paths, strict=True)]
+
+
+def _stem(name: str) -> str:
+    for suffix in (".nii.gz", ".nii", ".dcm", ".h5", ".npy", ".png"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+__all__ = [
+    "BICUBIC",
+    "Evaluation",
+    "Method",
+    "Row",
+    "EvalVolume",
+    "evaluate",
+    "fid_table",
+    "largest_per_anatomy",
+    "paired_tests_table",
+    "psnr_ssim_tables",
+    "read_rows",
+    "evaluation_volumes",
+    "write_rows",
+]

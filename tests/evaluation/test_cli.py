@@ -1,0 +1,115 @@
+"""``fagan evaluate`` and ``fagan experiment`` from the command line."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from fagan.cli import main
+from fagan.models import build_generator
+from fagan.models.release import save_release
+
+from .phantoms import phantom_manifest
+
+TINY = dict(channels=8, lffb_blocks=1, path_channels=4, residual_blocks=1, head_kernel=3, reduction=4)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("evaluate")
+    torch.manual_seed(0)
+    weights = {}
+    for scale in (2, 4):
+        weights[scale] = folder / f"tiny_x{scale}.safetensors"
+        save_release(weights[scale], build_generator("fagan", scale, **TINY), "fagan")
+    return phantom_manifest(folder / "data"), weights, folder
+
+
+def test_evaluate_writes_per_volume_rows_and_tables(setup, capsys) -> None:
+    manifest, weights, folder = setup
+    out = folder / "out"
+    argv = [
+        "evaluate",
+        "--weights",
+        str(weights[2]),
+        str(weights[4]),
+        "--data",
+        str(manifest),
+        "--out",
+        str(out),
+    ]
+    assert main([*argv, "--device", "cpu", "--figures"]) == 0
+    printed = capsys.readouterr().out
+    assert "| bicubic |" in printed and "| fagan |" in printed
+    with open(out / "per_volume.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["method"], r["scale"]) for r in rows} == {
+        ("bicubic", "2"),
+        ("fagan", "2"),
+        ("bicubic", "4"),
+        ("fagan", "4"),
+    }
+    assert len(rows) == 8
+    assert (out / "tables.md").is_file() and (out / "table1_all.csv").is_file()
+    assert (out / "figures" / "subject3_x4.png").is_file()
+
+
+def test_evaluate_a_scale_without_weights_is_one_clear_line(setup, capsys) -> None:
+    manifest, weights, folder = setup
+    code = main(
+        [
+            "evaluate",
+            "--weights",
+            str(weights[4]),
+            "--scales",
+            "2",
+            "--data",
+            str(manifest),
+            "--out",
+            str(folder / "x"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "no weights for x2" in err
+    assert not (folder / "x").exists()
+    code = main(["evaluate", "--weights", str(folder / "absent.safetensors"), "--out", str(folder / "y")])
+    assert code == 2 and "not found" in capsys.readouterr().err
+    code = main(["evaluate", "--scales", "8", "--out", str(folder / "z")])
+    assert code == 2 and "no shipped" in capsys.readouterr().err
+
+
+def test_evaluate_fid_without_the_network_is_a_clear_error(setup, capsys, monkeypatch) -> None:
+    manifest, weights, folder = setup
+    monkeypatch.setattr("fagan.metrics.fid.default_weights", lambda: None)
+    code = main(
+        [
+            "evaluate",
+            "--weights",
+            str(weights[2]),
+            "--data",
+            str(manifest),
+            "--out",
+            str(folder / "f"),
+            "--fid",
+        ]
+    )
+    assert code == 2 and "fagan[fid]" in capsys.readouterr().err
+
+
+def test_experiment_checks_its_arguments_before_training(setup, capsys, monkeypatch) -> None:
+    manifest, _, folder = setup
+    out = folder / "exp"
+    assert main(["experiment", "--out", str(out), "--steps", "0"]) == 2
+    assert main(["experiment", "--out", str(out), "--model-set", "nonsense"]) == 2
+    assert (
+        main(["experiment", "--out", str(out), "--model-set", "width=3", "--no-fid", "--data", str(manifest)])
+        == 2
+    )
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 3 and "KEY=VALUE" in err[1] and "unknown generator option" in err[2]
+    monkeypatch.setattr("fagan.metrics.fid.default_weights", lambda: None)
+    assert main(["experiment", "--out", str(out), "--data", str(manifest)]) == 2
+    assert "fagan[fid]" in capsys.readouterr().err
+    assert not (out / "runs").exists()

@@ -1,0 +1,95 @@
+"""Scoring methods on volumes: rows, masks, FID, figures, summaries and paired tests."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import peak_signal_noise_ratio
+
+from fagan.evaluation import foreground_mask, score_volume
+from fagan.evaluation.evaluate import (
+    EvalVolume,
+    Method,
+    evaluate,
+    evaluation_volumes,
+    largest_per_anatomy,
+    paired_tests_table,
+    psnr_ssim_tables,
+    read_rows,
+    write_rows,
+)
+from fagan.models import build_generator
+
+from .phantoms import phantom, phantom_manifest
+
+TINY = dict(channels=8, lffb_blocks=1, path_channels=4, residual_blocks=1, head_kernel=3, reduction=4)
+
+
+def test_foreground_mask_covers_the_head_and_fills_its_holes() -> None:
+    volume = phantom((40, 40, 2), 0)
+    volume[18:22, 18:22, :] = 0  # a dark hole inside the head still counts as the subject
+    mask = foreground_mask(volume)
+    assert mask[20, 20, 0] and not mask[0, 0, 0]
+    assert 0.3 < mask.mean() < 0.6  # the ellipse covers pi * 0.8 * 0.7 / 4 = 44% of the square
+
+
+def test_masked_scores() -> None:
+    rng = np.random.default_rng(0)
+    hr = phantom((40, 40, 3), 1)
+    sr = hr + rng.normal(0, 10, hr.shape).astype(np.float32)
+    everywhere = score_volume(sr, hr, mask=np.ones(hr.shape, bool))
+    assert everywhere.psnr_fg == pytest.approx(everywhere.psnr)
+    assert everywhere.ssim_fg == pytest.approx(everywhere.ssim)
+    mask = foreground_mask(hr)
+    inside = score_volume(sr, hr, mask=mask)
+    data_range = float(hr.max() - hr.min())
+    assert inside.psnr_fg == pytest.approx(peak_signal_noise_ratio(hr[mask], sr[mask], data_range=data_range))
+    assert math.isnan(score_volume(sr, hr).psnr_fg)
+    with pytest.raises(ValueError, match="empty"):
+        score_volume(sr, hr, mask=np.zeros(hr.shape, bool))
+
+
+def test_evaluate_scores_every_method_beside_bicubic(tmp_path) -> None:
+    volumes = evaluation_volumes(phantom_manifest(tmp_path / "data"))
+    assert [v.name for v in volumes] == ["subject3", "subject4"]
+    torch.manual_seed(0)
+    methods = [
+        Method("fagan", 2, build_generator("fagan", 2, **TINY).eval()),
+        Method("srgan", 2, build_generator("srgan", 2, **TINY).eval()),
+        Method("fagan", 4, build_generator("fagan", 4, **TINY).eval()),
+    ]
+    ev = evaluate(volumes, methods, figures_dir=tmp_path / "figs", figure_methods=["fagan"])
+    assert ev.scales() == [2, 4] and ev.methods(2) == ["bicubic", "fagan", "srgan"]
+    assert len(ev.rows) == (3 + 2) * 2
+    assert all(math.isfinite(r.psnr) and math.isfinite(r.ssim_fg) for r in ev.rows)
+    # one figure per scale for the single anatomy's largest volume
+    assert [f.name for f in ev.figures] == ["subject3_x2.png", "subject3_x4.png"]
+    write_rows(ev.rows, tmp_path / "rows.csv")
+    again = read_rows(tmp_path / "rows.csv")
+    assert [(r.method, r.scale, r.volume) for r in again] == [(r.method, r.scale, r.volume) for r in ev.rows]
+    assert again[0].psnr == pytest.approx(ev.rows[0].psnr, abs=1e-5)
+
+    (table,) = psnr_ssim_tables(ev)
+    assert table.columns == ("method", "x2 PSNR (dB)", "x2 SSIM", "x4 PSNR (dB)", "x4 SSIM")
+    srgan_row = [r for r in table.rows if r[0] == "srgan"][0]
+    assert srgan_row[3] == "" and srgan_row[1].n == 2  # srgan was only evaluated at x2
+    tests = paired_tests_table(ev, "fagan")
+    assert [(r[0], r[1]) for r in tests.rows] == [("x2", "bicubic"), ("x2", "srgan"), ("x4", "bicubic")]
+
+    with pytest.raises(ValueError, match="evaluated anyway"):
+        evaluate(volumes, [Method("bicubic", 2)])
+
+
+def test_largest_volume_per_anatomy_is_shown() -> None:
+    volumes = [("a", "brain", (2, 30, 30)), ("b", "brain", (64, 64, 1)), ("c", "knee", (8, 8, 8))]
+    assert largest_per_anatomy(volumes) == ["b", "c"]
+    assert largest_per_anatomy(volumes, axis=0) == ["a", "c"]
+
+
+def test_the_embedded_test_split_is_the_default() -> None:
+    volumes = evaluation_volumes()
+    assert len(volumes) == 5 and {v.anatomy for v in volumes} == {"brain", "abdomen", "shoulder"}
+    assert isinstance(volumes[0], EvalVolume)
