@@ -62,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _setup_logging() -> None:
+def setup_logging() -> None:
     """fagan's messages on stderr (INFO on rank 0, warnings on other ranks), written through tqdm
     so the progress bar stays intact."""
     import logging
@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
 
     from fagan.training.trainer import train
 
-    _setup_logging()
+    setup_logging()
     release = train(
         config,
         run_dir,

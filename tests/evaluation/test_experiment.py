@@ -1,0 +1,117 @@
+"""The whole protocol end to end with tiny networks: runs, tables, figures, report, reuse."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from fagan.evaluation.experiment import ALPHA_BETA, Run, Settings, plan, run_experiment, train_config
+from fagan.models.registry import ABLATIONS, BASELINES
+
+from .phantoms import phantom_manifest
+
+TINY = {
+    "channels": 8,
+    "lffb_blocks": 1,
+    "path_channels": 4,
+    "residual_blocks": 1,
+    "head_kernel": 3,
+    "reduction": 4,
+}
+
+
+def test_plan_trains_each_configuration_once() -> None:
+    runs = plan((2, 4, 8), 4)
+    keys = [r.key for r in runs]
+    assert len(keys) == len(set(keys))
+    assert {Run(n, s) for n in BASELINES for s in (2, 4, 8)} <= set(runs)
+    assert {Run(n, 4) for n in ABLATIONS} <= set(runs)
+    assert Run("fagan-direct", 4) in runs
+    # (0.5, 0.5) is FA-GAN itself; the two other settings are runs of their own
+    assert sum(1 for r in runs if r.options) == len(ALPHA_BETA) - 1
+    assert len(runs) == 12 + 4 + 1 + 2
+
+
+def test_configs_share_everything_but_the_generator() -> None:
+    settings = Settings(steps=300, batch_size=4)
+    a, b = (
+        train_config(Run("srgan", 4), settings),
+        train_config(Run("fagan", 4, (("alpha", 0.25),)), settings),
+    )
+    assert (a.data, a.optim, a.schedule, a.loss, a.seed) == (b.data, b.optim, b.schedule, b.loss, b.seed)
+    assert a.optim.lr == 1e-4 and a.optim.betas[0] == 0.9  # the paper's Adam
+    assert a.loss.adversarial_weight == 0 and a.schedule.ema_decay == 0
+    gan = train_config(Run("fagan", 4), Settings(steps=300, recipe="gan"))
+    assert gan.loss.adversarial_weight > 0 and gan.schedule.warmup_steps == 150
+    with pytest.raises(ValueError, match="unknown generator option"):
+        train_config(Run("fagan", 4, (("gamma", 1.0),)), settings)
+
+
+class _TinyFeatures(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(3, 2048)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(torch.nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_experiment_writes_every_table_and_reuses_finished_runs(tmp_path) -> None:
+    manifest = phantom_manifest(tmp_path / "data")
+    fid_net = tmp_path / "fid.pt"
+    torch.jit.script(_TinyFeatures()).save(str(fid_net))
+    settings = Settings(
+        steps=2, batch_size=2, data=str(manifest), model_options=TINY, patch_sizes={2: 16, 4: 16, 8: 16}
+    )
+    out = tmp_path / "exp"
+    messages: list[str] = []
+    result = run_experiment(
+        out,
+        settings,
+        scales=(4,),
+        ablation_scale=4,
+        device="cpu",
+        fid_weights=fid_net,
+        log_fn=messages.append,
+    )
+    names = [t.name for t in result.tables]
+    # one table for the single anatomy, FID, ablation, fusion, alpha/beta, paired tests, foreground
+    assert names == [
+        "table1_all",
+        "table5_fid",
+        "table6_ablation",
+        "table7_fusion",
+        "table8_alpha_beta",
+        "paired_tests",
+        "foreground_all",
+    ]
+    tables = {t.name: t for t in result.tables}
+    assert [r[0] for r in tables["table1_all"].rows] == ["bicubic", *BASELINES]
+    assert [r[0] for r in tables["table6_ablation"].rows] == list(ABLATIONS)
+    assert len(tables["table7_fusion"].rows) == 2 and len(tables["table8_alpha_beta"].rows) == 3
+    assert [r[1] for r in tables["paired_tests"].rows] == ["bicubic", "srgan", "ca-srgan", "sa-srgan"]
+    for name in names:
+        assert (out / f"{name}.csv").is_file()
+    markdown = (out / "tables.md").read_text()
+    assert "| fagan |" in markdown and "Ablation" in markdown
+    with open(out / "per_volume.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == (1 + len(plan((4,), 4))) * 2  # bicubic and every run, on both test volumes
+    report = (out / "report.html").read_text()
+    assert all(t.title.split(",")[0] in report for t in result.tables)
+    assert report.count("<img") == len(result.figures) >= 2  # a comparison figure and the loss curves
+    assert (out / "figures" / "loss_curves_x4.png").is_file()
+
+    # A second call reuses every finished run and gives the same scores.
+    again: list[str] = []
+    second = run_experiment(
+        out, settings, scales=(4,), ablation_scale=4, device="cpu", fid_weights=fid_net, log_fn=again.append
+    )
+    assert sum("reusing" in m for m in again) == len(plan((4,), 4))
+    assert [r.psnr for r in second.evaluation.rows] == [r.psnr for r in result.evaluation.rows]
+    # ... but refuses to mix runs trained another way into the same folder.
+    with pytest.raises(ValueError, match="another configuration"):
+        run_experiment(out, Settings(**{**settings.__dict__, "steps": 3}), scales=(4,), fid=False)
