@@ -1,0 +1,79 @@
+"""The HTML report: self-contained, every table and figure in it, and it renders in a browser."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fagan.evaluation.experiment import Settings
+from fagan.evaluation.figures import comparison_figure
+from fagan.evaluation.report import write_report
+from fagan.evaluation.tables import Table
+from fagan.metrics.stats import summarise
+
+from .phantoms import phantom
+
+
+def _report(tmp_path):
+    hr = phantom((48, 48, 1), 0)[..., 0]
+    figure = comparison_figure(
+        hr, {"bicubic": hr + 20.0, "fagan": hr + 5.0}, "x4 demo", tmp_path / "demo_x4.png"
+    )
+    tables = [
+        Table(
+            "table1_all",
+            "PSNR / SSIM, all volumes",
+            ("method", "x4 PSNR (dB)"),
+            (("bicubic", summarise([30.0, 31.0])),),
+        ),
+        Table("table5_fid", "FID <per method>", ("method", "x4 FID"), (("fagan", 12.5),)),
+    ]
+    return write_report(
+        tmp_path / "report.html", "Demo report", "fagan experiment --out x", Settings(), tables, [figure]
+    )
+
+
+def test_report_is_self_contained_with_every_table_and_figure(tmp_path) -> None:
+    text = _report(tmp_path).read_text()
+    assert text.count("<table>") == 2 and "FID &lt;per method&gt;" in text
+    assert "30.50 ± 0.71" in text and "fagan experiment --out x" in text
+    assert text.count('src="data:image/png;base64,') == 1
+    assert not re.search(r"(src|href)=[\"']https?://", text)  # nothing to fetch: it opens offline
+    assert "<a href='#table5_fid'>" in text
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")
+def test_report_renders_in_headless_chromium(tmp_path) -> None:
+    """Render the report and check the screenshot is a page, not a blank or an error."""
+    page = _report(tmp_path)
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1200,1600",
+            f"--screenshot={shot}",
+            page.as_uri(),
+        ],
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+    image = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
+    assert image.shape == (1600, 1200)
+    dark = image < 128
+    assert 0.005 < dark.mean() < 0.5  # text and the figure, on a white page
+    assert dark[:, 600:].any()  # the figure spans the page, not just a line of text
