@@ -63,6 +63,10 @@ class SelfAttention(nn.Module):
         query = F.pad(self.f(x).flatten(2).transpose(1, 2), pad)[:, None]
         key = F.pad(self.g(x).flatten(2).transpose(1, 2), pad)[:, None]
         value = self.h(x).flatten(2).transpose(1, 2).contiguous()[:, None]
+        if height * width <= self.max_queries:
+            # One call (and a graph without a size-dependent split, for ONNX export).
+            out = F.scaled_dot_product_attention(query, key, value, scale=1.0)
+            return out[:, 0].transpose(1, 2).reshape(b, c, height, width)
         chunks = [
             F.scaled_dot_product_attention(q, key, value, scale=1.0)
             for q in query.split(self.max_queries, dim=2)
