@@ -21,7 +21,11 @@ Layouts, per format:
 * 2D images (``.npy``, 8- or 16-bit grayscale ``.png``): ``(H, W, 1)`` with ``array[r, c, 0] =
   image[r, c]`` and an identity affine.
 
-Bad input raises :class:`fagan.FaganError` with a one-line message saying what to do.
+Bad input raises :class:`fagan.FaganError` with a one-line message saying what to do. Sizes a
+header claims are checked against :data:`MAX_VOXELS` and against what the file can hold before
+any pixel data is allocated; any other exception a decoding library raises on a damaged file is
+turned into a FaganError too (``MemoryError`` excepted), so callers need to catch only
+``ValueError``. ``tests/data/test_fuzz_readers.py`` fuzzes these guarantees.
 """
 
 from __future__ import annotations
@@ -42,6 +46,10 @@ SUPPORTED_SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz", ".dcm", ".h5", ".hdf5"
 
 #: Volumes (or frames) with more voxels than this are refused before any data is allocated.
 MAX_VOXELS = 2**30
+
+#: Deflate expands data at most about 1032-fold, so a gzip file of n bytes holds at most this many
+#: times n bytes; a header claiming more is lying (checked before allocating the image).
+_MAX_DEFLATE_RATIO = 1032
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -79,7 +87,12 @@ def read_volume(path: str | os.PathLike, frame: int | None = None) -> Volume:
     if frame is not None and (not isinstance(frame, (int, np.integer)) or frame < 0):
         raise FaganError(f"frame must be a non-negative integer, got {frame!r}")
     reader = _reader_for(path)
-    array, affine, meta = reader(path, frame)
+    try:
+        array, affine, meta = reader(path, frame)
+    except (FaganError, FileNotFoundError, MemoryError):
+        raise
+    except Exception as exc:  # a decoding library's own error on a damaged file
+        raise _corrupt(path, volume_format(path) or "image", exc) from exc
     return _finish(path, array, affine, meta, frame)
 
 
@@ -149,6 +162,12 @@ def _finish(path: Path, array: np.ndarray, affine: np.ndarray, meta: dict, frame
     affine = np.asarray(affine, dtype=np.float64)
     if affine.shape != (4, 4) or not np.isfinite(affine).all():
         raise FaganError(f"{path}: the affine is not a finite 4x4 matrix; fix the file's header")
+    sizes = np.linalg.norm(affine[:3, :3], axis=0)
+    if not (sizes > 0).all() or abs(np.linalg.det(affine[:3, :3])) <= 1e-6 * float(np.prod(sizes)):
+        raise FaganError(
+            f"{path}: the affine is singular (voxel axes of length {', '.join(f'{v:g}' for v in sizes)} "
+            "or parallel); fix the file's header (NIfTI sform/qform and pixdim)"
+        )
     meta = {
         "path": str(path),
         "shape": tuple(int(n) for n in array.shape),
@@ -170,8 +189,13 @@ def _check_size(path: Path, shape: tuple[int, ...], what: str = "the header") ->
         )
 
 
+def _one_line(value: Any, limit: int = 300) -> str:
+    """``value`` as text on one line (whitespace runs, newlines included, become one space)."""
+    return " ".join(str(value).split())[:limit]
+
+
 def _corrupt(path: Path, kind: str, exc: BaseException) -> FaganError:
-    detail = " ".join(str(exc).split()) or type(exc).__name__
+    detail = _one_line(exc) or type(exc).__name__
     return FaganError(
         f"{path}: cannot read this {kind} file ({detail}); it may be truncated or corrupt - "
         "copy or export it again"
@@ -214,18 +238,27 @@ def _read_nifti(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray, 
         shape = shape[:-1]
     if len(shape) > 4:
         raise FaganError(f"{path}: a {len(shape)}D NIfTI image {shape} is not supported; save 3D volumes")
+    if not shape or min(shape) < 1:
+        raise FaganError(f"{path}: the header gives an empty image of shape {shape}; the file is corrupt")
     _check_size(path, shape[:3])
     n_frames = shape[3] if len(shape) == 4 else 1
     index = _select_frame(path, n_frames, frame, "this 4D NIfTI file")
+    offset = float(img.header.get("vox_offset", 0))
+    if not np.isfinite(offset) or offset < 0:
+        raise FaganError(f"{path}: the header's vox_offset is {offset}; the file is corrupt")
+    expected = int(offset) + int(np.prod(img.shape, dtype=np.int64)) * dtype.itemsize
+    actual = path.stat().st_size
     if not str(path).lower().endswith(".gz"):
-        offset = int(img.header.get("vox_offset", 0))
-        expected = offset + int(np.prod(img.shape)) * dtype.itemsize
-        actual = path.stat().st_size
         if actual < expected:
             raise FaganError(
                 f"{path}: the file is truncated ({actual} bytes, the header needs {expected}); "
                 "copy or export it again"
             )
+    elif expected > _MAX_DEFLATE_RATIO * actual + 65536:
+        raise FaganError(
+            f"{path}: the header claims {expected} bytes of image data, more than a {actual}-byte gzip "
+            "file can hold; the file is truncated or its header is corrupt"
+        )
     try:
         if len(img.shape) <= 3:
             data = img.get_fdata(dtype=np.float32)
@@ -311,17 +344,49 @@ def _dicom_read(path: Path, *, pixels: bool) -> Any:
         raise _corrupt(path, "DICOM", exc) from exc
 
 
+def _whole(path: Path, ds: Any, key: str, default: int) -> int:
+    """The integer DICOM element ``key`` of ``ds`` (``default`` when absent or empty)."""
+    value = ds.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not np.isfinite(number) or number != int(number):
+        raise FaganError(
+            f"{path}: the DICOM {key} is {str(value)!r}, not a whole number; the file is corrupt"
+        )
+    return int(number)
+
+
+def _number(value: Any, default: float = 0.0) -> float:
+    """A DICOM value as a float for sorting; ``default`` when absent or unreadable."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return default
+    return number if np.isfinite(number) else default
+
+
 def _check_dicom_image(path: Path, ds: Any) -> None:
     if "Rows" not in ds or "Columns" not in ds:
         raise FaganError(f"{path}: this DICOM file holds no image (no Rows/Columns); give an image file")
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+    rows, columns = _whole(path, ds, "Rows", 0), _whole(path, ds, "Columns", 0)
+    frames = _whole(path, ds, "NumberOfFrames", 1) or 1
+    if rows < 1 or columns < 1 or frames < 1:
+        raise FaganError(
+            f"{path}: the DICOM header gives {frames} frame(s) of {rows}x{columns} pixels; "
+            "the file is corrupt"
+        )
+    samples = _whole(path, ds, "SamplesPerPixel", 1) or 1
+    photometric = _one_line(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     if samples != 1 or not photometric.startswith("MONOCHROME"):
         raise FaganError(
             f"{path}: a colour DICOM image ({photometric}, {samples} samples per pixel); MRI "
             "super-resolution needs grayscale magnitude images - export the grayscale series"
         )
-    _check_size(path, (int(ds.Rows), int(ds.Columns), int(ds.get("NumberOfFrames", 1) or 1)))
+    _check_size(path, (rows, columns, frames))
 
 
 def _floats(value: Any, n: int) -> np.ndarray | None:
@@ -345,15 +410,22 @@ def _group_item(ds: Any, index: int | None, sequence: str) -> Any:
     return None
 
 
-def _rescale(ds: Any, index: int | None) -> tuple[float, float]:
+def _rescale(path: Path, ds: Any, index: int | None) -> tuple[float, float]:
     item = _group_item(ds, index, "PixelValueTransformationSequence")
     source = item if item is not None and "RescaleSlope" in item else ds
-    slope = source.get("RescaleSlope")
-    intercept = source.get("RescaleIntercept")
-    return (
-        float(slope) if slope not in (None, "") else 1.0,
-        float(intercept) if intercept not in (None, "") else 0.0,
-    )
+    values = []
+    for key, default in (("RescaleSlope", 1.0), ("RescaleIntercept", 0.0)):
+        value = source.get(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            values.append(default)
+            continue
+        try:
+            values.append(float(value))
+        except (TypeError, ValueError):
+            raise FaganError(
+                f"{path}: the DICOM {key} is {str(value)!r}, not a number; the file is corrupt"
+            ) from None
+    return values[0], values[1]
 
 
 def _plane(ds: Any, index: int | None = None) -> _Plane:
@@ -364,6 +436,8 @@ def _plane(ds: Any, index: int | None = None) -> _Plane:
         spacing = _floats(ds.get("PixelSpacing"), 2)
     spacing = spacing if spacing is not None and (spacing > 0).all() else np.ones(2)
     orientation = _floats((orient_item or ds).get("ImageOrientationPatient"), 6)
+    if orientation is not None and not _orthonormal(orientation):
+        orientation = None  # not two unit, orthogonal cosines: treat the geometry as missing
     steps = [
         _positive(source, key)
         for source in (measures, ds)
@@ -372,6 +446,16 @@ def _plane(ds: Any, index: int | None = None) -> _Plane:
     ]
     step = next((s for s in steps if s is not None), 1.0)
     return _Plane(orientation, (float(spacing[0]), float(spacing[1])), step)
+
+
+def _orthonormal(orientation: np.ndarray, tolerance: float = 0.05) -> bool:
+    """True if the row and column cosines of ``orientation`` (6,) are unit length and orthogonal."""
+    row, column = orientation[:3], orientation[3:]
+    return bool(
+        abs(np.linalg.norm(row) - 1) < tolerance
+        and abs(np.linalg.norm(column) - 1) < tolerance
+        and abs(float(np.dot(row, column))) < tolerance
+    )
 
 
 def _positive(source: Any, key: str) -> float | None:
@@ -456,7 +540,7 @@ def _pixels(path: Path, ds: Any) -> np.ndarray:
         detail = " ".join(str(exc).split()) or type(exc).__name__
         raise FaganError(
             f"{path}: cannot decode the DICOM pixel data ({detail}; transfer syntax "
-            f"{getattr(syntax, 'name', syntax)}); the file may be truncated, or compressed with a "
+            f"{_one_line(getattr(syntax, 'name', syntax))}); the file may be truncated, or compressed with a "
             "codec pydicom lacks - install pylibjpeg or convert the file"
         ) from exc
 
@@ -464,8 +548,8 @@ def _pixels(path: Path, ds: Any) -> np.ndarray:
 def _dicom_meta(ds: Any) -> dict:
     keys = ("Modality", "SeriesInstanceUID", "SeriesDescription", "BodyPartExamined")
     meta = {k: str(ds.get(k)) for k in keys if ds.get(k) not in (None, "")}
-    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
-    meta["dtype"] = f"{'int' if signed else 'uint'}{int(ds.get('BitsAllocated', 16) or 16)}"
+    signed = _number(ds.get("PixelRepresentation")) == 1
+    meta["dtype"] = f"{'int' if signed else 'uint'}{int(_number(ds.get('BitsAllocated'), 16))}"
     meta["photometric"] = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     return meta
 
@@ -474,15 +558,16 @@ def _read_dicom_file(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndar
     header = _dicom_read(path, pixels=False)
     _check_dicom_image(path, header)
     ds = _dicom_read(path, pixels=True)
+    _check_dicom_image(path, ds)
     pixels = _pixels(path, ds)
-    n = int(ds.get("NumberOfFrames", 1) or 1)
-    if n == 1:
-        pixels = pixels.reshape((1,) + pixels.shape[-2:])
-    if pixels.ndim != 3 or pixels.shape[0] != n:
+    n = _whole(path, ds, "NumberOfFrames", 1) or 1
+    rows, columns = _whole(path, ds, "Rows", 0), _whole(path, ds, "Columns", 0)
+    if pixels.size != n * rows * columns:
         raise FaganError(
             f"{path}: pixel data of shape {pixels.shape} does not match {n} frame(s) of "
-            f"{ds.Rows}x{ds.Columns}; the file is corrupt"
+            f"{rows}x{columns}; the file is corrupt"
         )
+    pixels = pixels.reshape(n, rows, columns)
     slices = []
     for f in range(n):
         index = f if n > 1 else None
@@ -491,8 +576,8 @@ def _read_dicom_file(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndar
         if n > 1 and position_item is None:
             position = None  # one top-level position cannot place every frame
         content = _group_item(ds, index, "FrameContentSequence")
-        temporal = int(content.get("TemporalPositionIndex", 0) or 0) if content is not None else 0
-        slope, intercept = _rescale(ds, index)
+        temporal = _number(content.get("TemporalPositionIndex")) if content is not None else 0.0
+        slope, intercept = _rescale(path, ds, index)
 
         def load(f: int = f, slope: float = slope, intercept: float = intercept) -> np.ndarray:
             return pixels[f].astype(np.float32) * np.float32(slope) + np.float32(intercept)
@@ -522,10 +607,12 @@ def _read_dicom_series(path: Path, frame: int | None) -> tuple[np.ndarray, np.nd
         )
     for p, h in zip(files, headers, strict=True):
         _check_dicom_image(p, h)
-        if int(h.get("NumberOfFrames", 1) or 1) > 1 and len(files) > 1:
+        if _whole(p, h, "NumberOfFrames", 1) > 1 and len(files) > 1:
             raise FaganError(f"{p}: a multi-frame file inside a series folder; read each file on its own")
     first = headers[0]
-    _check_size(path, (int(first.Rows), int(first.Columns), len(files)), "the series")
+    _check_size(
+        path, (_whole(path, first, "Rows", 0), _whole(path, first, "Columns", 0), len(files)), "the series"
+    )
     plane = _plane(first)
     slices = []
     for p, h in zip(files, headers, strict=True):
@@ -536,18 +623,19 @@ def _read_dicom_series(path: Path, frame: int | None) -> tuple[np.ndarray, np.nd
                     f"{path}: the slices have different orientations; keep one series per folder"
                 )
         key = (
-            int(h.get("TemporalPositionIdentifier", 0) or 0),
-            float(h.get("EchoTime", 0) or 0),
-            int(h.get("InstanceNumber", 0) or 0),
+            _number(h.get("TemporalPositionIdentifier")),
+            _number(h.get("EchoTime")),
+            _number(h.get("InstanceNumber")),
             p.name,
         )
 
         def load(p: Path = p) -> np.ndarray:
             ds = _dicom_read(p, pixels=True)
+            _check_dicom_image(p, ds)
             image = _pixels(p, ds).astype(np.float32)
             if image.ndim != 2:
                 raise FaganError(f"{p}: expected one 2D image, got pixel data of shape {image.shape}")
-            slope, intercept = _rescale(ds, None)
+            slope, intercept = _rescale(p, ds, None)
             return image * np.float32(slope) + np.float32(intercept)
 
         slices.append(_Slice(_floats(h.get("ImagePositionPatient"), 3), key, load))
@@ -600,28 +688,43 @@ def _read_fastmri(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray
         f = h5py.File(path, "r")
     except Exception as exc:
         raise _corrupt(path, "HDF5", exc) from exc
-    with f:
-        name = next((n for n in _FASTMRI_IMAGES if n in f), None)
-        if name is None:
-            raise FaganError(
-                f"{path}: no {' or '.join(_FASTMRI_IMAGES)} image in this HDF5 file (it holds "
-                f"{', '.join(sorted(f.keys())) or 'nothing'}); fagan reads fastMRI reconstructions, "
-                "reconstruct k-space-only files first"
-            )
-        dataset = f[name]
-        shape = tuple(int(n) for n in dataset.shape)
-        if len(shape) != 3:
-            raise FaganError(f"{path}: {name} has shape {shape}, expected (slices, rows, columns)")
-        _check_size(path, shape)
-        if np.issubdtype(dataset.dtype, np.complexfloating) or not np.issubdtype(dataset.dtype, np.number):
-            raise FaganError(f"{path}: {name} has dtype {dataset.dtype}; expected real magnitude images")
-        _select_frame(path, 1, frame, "this fastMRI file")
-        try:
-            recon = dataset[()]
-        except Exception as exc:
-            raise _corrupt(path, "HDF5", exc) from exc
-        voxel = _ismrmrd_voxel_size(f["ismrmrd_header"]) if "ismrmrd_header" in f else (1.0, 1.0, 1.0)
-        attrs = {k: (v.item() if hasattr(v, "item") else str(v)) for k, v in f.attrs.items()}
+    try:
+        with f:
+            return _read_fastmri_open(path, f, frame)
+    except (FaganError, MemoryError):
+        raise
+    except Exception as exc:  # h5py raises KeyError, OSError, RuntimeError... on damaged files
+        raise _corrupt(path, "HDF5", exc) from exc
+
+
+def _read_fastmri_open(path: Path, f: Any, frame: int | None) -> tuple[np.ndarray, np.ndarray, dict]:
+    import h5py
+
+    name = next((n for n in _FASTMRI_IMAGES if n in f), None)
+    if name is None:
+        raise FaganError(
+            f"{path}: no {' or '.join(_FASTMRI_IMAGES)} image in this HDF5 file (it holds "
+            f"{_one_line(', '.join(sorted(f.keys()))) or 'nothing'}); fagan reads fastMRI reconstructions, "
+            "reconstruct k-space-only files first"
+        )
+    dataset = f[name]
+    if not isinstance(dataset, h5py.Dataset):
+        raise FaganError(
+            f"{path}: {name} is a {type(dataset).__name__}, not an image dataset; the file is corrupt"
+        )
+    shape = tuple(int(n) for n in dataset.shape or ())
+    if len(shape) != 3:
+        raise FaganError(f"{path}: {name} has shape {shape}, expected (slices, rows, columns)")
+    if min(shape) < 1:
+        raise FaganError(f"{path}: {name} is empty (shape {shape}); the file is corrupt")
+    _check_size(path, shape)
+    if dataset.dtype.kind not in "biuf" or dataset.dtype.fields is not None:
+        raise FaganError(f"{path}: {name} has dtype {dataset.dtype}; expected real magnitude images")
+    _check_stored(path, name, dataset)
+    _select_frame(path, 1, frame, "this fastMRI file")
+    recon = dataset[()]
+    voxel = _ismrmrd_voxel_size(f["ismrmrd_header"]) if "ismrmrd_header" in f else (1.0, 1.0, 1.0)
+    attrs = {k: (v.item() if hasattr(v, "item") else str(v)) for k, v in f.attrs.items()}
     array = np.transpose(recon, (2, 1, 0)).astype(np.float32)
     meta = {
         "format": "fastmri-hdf5",
@@ -631,6 +734,28 @@ def _read_fastmri(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray
         "attrs": {k: v for k, v in attrs.items() if isinstance(v, (int, float, str))},
     }
     return array, np.diag([*voxel, 1.0]), meta
+
+
+def _check_stored(path: Path, name: str, dataset: Any) -> None:
+    """Refuse, before allocating, a dataset whose file storage cannot hold the shape it claims."""
+    import h5py
+
+    claimed = int(np.prod(dataset.shape, dtype=np.int64)) * dataset.dtype.itemsize
+    stored = int(dataset.id.get_storage_size())
+    plist = dataset.id.get_create_plist()
+    filters = {plist.get_filter(i)[0] for i in range(plist.get_nfilters())}
+    lossless = {h5py.h5z.FILTER_DEFLATE, h5py.h5z.FILTER_SHUFFLE, h5py.h5z.FILTER_FLETCHER32}
+    if not filters:
+        most = stored
+    elif filters <= lossless:
+        most = stored * _MAX_DEFLATE_RATIO + 65536
+    else:  # other compression filters: no bound known, but something must be stored
+        most = claimed if stored else 0
+    if claimed > most:
+        raise FaganError(
+            f"{path}: {name} claims {claimed} bytes but the file stores {stored}; the file is truncated "
+            "or was never completely written - copy or export it again"
+        )
 
 
 # ----------------------------------------------------------------------------------------------
