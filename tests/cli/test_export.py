@@ -29,7 +29,10 @@ def test_export_writes_a_checked_onnx_model(tmp_path, tiny_release, capsys) -> N
 
 
 def test_export_scale_must_match_the_weights(tmp_path, tiny_release, capsys) -> None:
-    assert main(["export", "--weights", str(tiny_release), "--scale", "4", "--out", str(tmp_path / "m.onnx")]) == 2
+    assert (
+        main(["export", "--weights", str(tiny_release), "--scale", "4", "--out", str(tmp_path / "m.onnx")])
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "x2 weights but x4" in err
 
@@ -38,7 +41,9 @@ def test_export_without_onnx_names_the_extra(tmp_path, tiny_release, capsys, mon
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a)
+    )
     assert main(["export", "--weights", str(tiny_release), "--out", str(tmp_path / "m.onnx")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "fagan[onnx]" in err

@@ -38,7 +38,9 @@ def test_missing_onnx_is_a_one_line_error(tmp_path, monkeypatch) -> None:
     from fagan import FaganError
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a)
+    )
     with pytest.raises(FaganError, match=r"pip install 'fagan\[onnx\]'"):
         export_onnx(tiny_generator(2), tmp_path / "g.onnx")
     assert not (tmp_path / "g.onnx").exists()

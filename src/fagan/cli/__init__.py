@@ -18,7 +18,17 @@ from collections.abc import Sequence
 from fagan import __version__
 
 # Sub-command modules, in the order ``fagan --help`` lists them.
-COMMANDS: tuple[str, ...] = ("models", "prepare", "upscale", "demo", "train", "evaluate", "experiment")
+COMMANDS: tuple[str, ...] = (
+    "models",
+    "prepare",
+    "upscale",
+    "demo",
+    "train",
+    "evaluate",
+    "experiment",
+    "bench",
+    "export",
+)
 
 
 class _OneLineParser(argparse.ArgumentParser):

@@ -28,8 +28,9 @@ from fagan.inference.geometry import in_plane_axes, resampled_affine
 
 DEFAULT_TILE = 128
 DEFAULT_OVERLAP = 16
-#: Output pixels per network call: about 1.5 GB of activations for the default FA-GAN in fp32.
-DEFAULT_MAX_PIXELS = 2**21
+#: Output pixels per network call (16 slices of 256x256): about 1.2 GB of activations at most for
+#: the default FA-GAN in fp32 on CPU (x8, one 1024x1024 tile); see BENCHMARKS.md.
+DEFAULT_MAX_PIXELS = 2**20
 PRECISIONS = ("fp32", "bf16")
 
 
