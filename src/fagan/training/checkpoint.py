@@ -6,7 +6,8 @@ optimiser states, step, data position, RNG states as tensors, the config) writte
 written to a temporary file and renamed into place, the checksum last, so a crash leaves either
 a complete pair or a checkpoint without a checksum, which counts as damaged. On resume the
 newest checkpoint whose bytes match their checksum is loaded (``torch.load(weights_only=True)``);
-damaged ones are reported and skipped.
+damaged ones are reported and skipped. A process killed mid-save (SIGKILL, power loss) cannot
+remove its temporary file (``.step_00001000.pt.<random>.tmp``); the next save deletes such leftovers.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 FOLDER = "checkpoints"
 _NAME = re.compile(r"^step_(\d+)\.pt$")
+_LEFTOVER = re.compile(r"^\.step_\d+\.pt(\.sha256)?\..+\.tmp$")  # atomic_path's temporary names
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -47,6 +49,14 @@ def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def leftovers(run_dir: str | os.PathLike) -> list[Path]:
+    """Temporary files of saves that were killed before they could clean up."""
+    folder = Path(run_dir) / FOLDER
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if _LEFTOVER.match(p.name))
+
+
 def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
@@ -55,6 +65,9 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, payload: dict[str, An
     """Write ``payload`` as the checkpoint of ``step`` and delete all but the newest ``keep``."""
     folder = Path(run_dir) / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
+    for leftover in leftovers(run_dir):  # only this process saves, so these are from a killed one
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
     path = folder / f"step_{step:08d}.pt"
     buffer = io.BytesIO()
     torch.save(payload, buffer)
@@ -102,7 +115,10 @@ def load_latest(
         if problems:
             log.warning("using the previous intact checkpoint %s", path)
         return payload, path
-    raise FaganError(f"every checkpoint in {run_dir} is damaged: {'; '.join(problems)}")
+    raise FaganError(
+        f"every checkpoint in {run_dir} is damaged ({'; '.join(problems)}); nothing can be resumed - "
+        "train again into a new --out"
+    )
 
 
 def rng_state() -> dict[str, Any]:
@@ -143,6 +159,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 __all__ = [
     "FOLDER",
+    "leftovers",
     "list_checkpoints",
     "load_latest",
     "read_checkpoint",

@@ -388,7 +388,14 @@ def _train(
         log.warning("no validation data (%s has no val split); validation is skipped", source)
 
     step, samples, bad = 0, 0, 0
-    if resume:
+    if resume and not checkpoint.list_checkpoints(run_dir):
+        # Stopped (killed) before its first checkpoint: nothing to restore, so the run starts over;
+        # the seeds above make that the same run.
+        log.warning("%s holds no checkpoint yet; starting the run again from step 0", run_dir)
+        if runtime.is_main:
+            logs.truncate_after(run_dir / logs.LOSSES, 0)
+            logs.truncate_after(run_dir / logs.VALIDATION, 0)
+    elif resume:
         payload, path = checkpoint.load_latest(run_dir)  # on CPU: RNG states must stay there
         _restore(nets, payload, runtime, config.seed)
         step, samples = int(payload["step"]), int(payload["samples_seen"])
