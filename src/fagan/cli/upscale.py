@@ -38,9 +38,16 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from fagan.data.io import read_volume
+    from fagan import FaganError
+    from fagan.data.io import claimed_shape, read_volume
     from fagan.inference import pick_device, upscale_volume
-    from fagan.inference.output import check_output, save_result
+    from fagan.inference.output import (
+        available_memory,
+        check_output,
+        check_resources,
+        remove_leftovers,
+        save_result,
+    )
     from fagan.models.release import load_release, shipped_weights
 
     if args.batch_size < 1:
@@ -51,23 +58,36 @@ def run(args: argparse.Namespace) -> int:
     if not source.exists():
         raise FileNotFoundError(f"input not found: {source}")
     output = check_output(args.output, [source], args.overwrite)
+    shape = claimed_shape(source)  # from the headers: refuse what cannot fit before reading it
+    if shape is not None:
+        check_resources(shape, args.scale, args.axis, output)
     weights = Path(args.weights) if args.weights else shipped_weights(args.scale, args.variant)
     device = pick_device(args.device)
     generator, meta = load_release(weights, scale=args.scale, device=device)
-    volume = read_volume(source, frame=args.frame)
-    if args.axis != 2 and volume.array.shape[2] == 1:
-        raise ValueError(f"{source} is a 2D image; upscale it along --axis 2")
-    logging.getLogger("fagan").info("upscaling %s with %s (%s)", source, weights, meta.get("model"))
-    result = upscale_volume(
-        volume,
-        generator,
-        axis=args.axis,
-        batch_size=args.batch_size,
-        tile=args.tile,
-        device=device,
-        progress=sys.stderr.isatty(),
-    )
-    save_result(output, result, overwrite=args.overwrite)
-    shape = "x".join(map(str, result.array.shape))
-    print(f"wrote {output} ({shape}, x{args.scale} along axes {sorted({0, 1, 2} - {args.axis})})")
+    remove_leftovers(output)  # temporary files of runs killed while writing this output
+    try:
+        volume = read_volume(source, frame=args.frame)
+        if args.axis != 2 and volume.array.shape[2] == 1:
+            raise ValueError(f"{source} is a 2D image; upscale it along --axis 2")
+        if shape is None:  # headers unreadable on their own: check now, the input already held
+            free = available_memory()
+            memory = None if free is None else free + volume.array.nbytes
+            check_resources(volume.array.shape, args.scale, args.axis, output, memory=memory)
+        logging.getLogger("fagan").info("upscaling %s with %s (%s)", source, weights, meta.get("model"))
+        result = upscale_volume(
+            volume,
+            generator,
+            axis=args.axis,
+            batch_size=args.batch_size,
+            tile=args.tile,
+            device=device,
+            progress=sys.stderr.isatty(),
+        )
+        save_result(output, result, overwrite=args.overwrite)
+    except MemoryError:
+        raise FaganError(
+            f"ran out of memory upscaling {source}; lower --batch-size or --tile, or crop the volume"
+        ) from None
+    size = "x".join(map(str, result.array.shape))
+    print(f"wrote {output} ({size}, x{args.scale} along axes {sorted({0, 1, 2} - {args.axis})})")
     return 0

@@ -96,6 +96,59 @@ def read_volume(path: str | os.PathLike, frame: int | None = None) -> Volume:
     return _finish(path, array, affine, meta, frame)
 
 
+def claimed_shape(path: str | os.PathLike) -> tuple[int, int, int] | None:
+    """The ``(X, Y, Z)`` shape ``read_volume`` would return, from headers only (no pixel data read).
+
+    An upper bound where only reading decides (a DICOM series with several images per position
+    counts them all). None when the headers cannot be read: ``read_volume`` then says why.
+    Lets callers refuse work that will not fit in memory before reading anything big.
+    """
+    path = Path(path)
+    try:
+        fmt = volume_format(path)
+        if fmt == "nifti":
+            import nibabel as nib
+
+            shape = tuple(int(n) for n in nib.load(str(path)).shape)
+        elif fmt == "dicom":
+            ds = _dicom_read(path, pixels=False)
+            shape = (
+                _whole(path, ds, "Columns", 0),
+                _whole(path, ds, "Rows", 0),
+                _whole(path, ds, "NumberOfFrames", 1) or 1,
+            )
+        elif fmt == "dicom-series":
+            files = [p for p in sorted(path.iterdir()) if p.is_file() and is_dicom(p)]
+            ds = _dicom_read(files[0], pixels=False)
+            shape = (_whole(path, ds, "Columns", 0), _whole(path, ds, "Rows", 0), len(files))
+        elif fmt == "fastmri-hdf5":
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                name = next(n for n in _FASTMRI_IMAGES if n in f)
+                shape = tuple(int(n) for n in reversed(f[name].shape))
+        elif fmt == "npy":
+            with open(path, "rb") as f:
+                version = np.lib.format.read_magic(f)
+                read = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape = (*read(f)[0], 1)
+        elif fmt == "png":
+            from PIL import Image
+
+            with Image.open(path) as img:
+                shape = (img.size[1], img.size[0], 1)
+        else:
+            return None
+    except Exception:
+        return None
+    shape = (*shape, 1, 1)[:3] if len(shape) < 3 else shape[:3]
+    return (int(shape[0]), int(shape[1]), int(shape[2])) if min(shape) > 0 else None
+
+
 def volume_format(path: str | os.PathLike) -> str | None:
     """The format name ``read_volume`` would use for ``path`` or None if it cannot read it."""
     path = Path(path)
@@ -831,6 +884,7 @@ __all__ = [
     "MAX_VOXELS",
     "SUPPORTED_SUFFIXES",
     "Volume",
+    "claimed_shape",
     "is_dicom",
     "read_volume",
     "volume_format",

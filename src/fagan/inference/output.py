@@ -1,12 +1,21 @@
 """Writing super-resolved results: NIfTI for volumes; ``.npy`` or 16-bit PNG for 2D images.
 
 Every writer goes through a temporary file in the destination folder and an atomic rename, so
-an interrupted run leaves either the complete output or none.
+an interrupted run leaves either the complete output or none. A run killed outright (SIGKILL, a
+power cut) cannot delete its temporary file: it stays beside the output as a hidden
+``.NAME.<8 random characters>SUFFIX`` (e.g. ``.sr.nii.gz.k2j4h1x9.nii.gz``), and the next run
+writing ``NAME`` deletes it (:func:`remove_leftovers`).
+
+Before any work, :func:`check_resources` refuses a result that would not fit in memory (the
+input and the upscaled volume are held as float32) or, for uncompressed outputs, on disk.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +25,8 @@ from fagan.atomic import atomic_path
 from fagan.data.io import Volume, write_nifti
 
 OUTPUT_SUFFIXES = (".nii", ".nii.gz", ".npy", ".png")
+
+log = logging.getLogger(__name__)
 
 
 def output_kind(path: str | os.PathLike) -> str:
@@ -68,3 +79,100 @@ def save_result(path: str | os.PathLike, volume: Volume, overwrite: bool = False
             # 2D images are read as (rows, columns, 1), so the array is the picture as it is.
             Image.fromarray(np.clip(np.rint(image), 0, 65535).astype(np.uint16)).save(tmp, format="PNG")
     return path
+
+
+def leftovers(path: str | os.PathLike) -> list[Path]:
+    """Temporary files that killed runs writing ``path`` left beside it (see the module docstring)."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        return []
+    suffix = output_kind(path)
+    # tempfile.mkstemp names: prefix, 8 characters of [a-z0-9_], suffix (fagan.atomic.atomic_path).
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.[a-z0-9_]{{8}}{re.escape(suffix)}$")
+    return sorted(p for p in folder.iterdir() if pattern.match(p.name) and p.is_file())
+
+
+def remove_leftovers(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files killed runs writing ``path`` left; returns what was deleted.
+
+    Two runs writing the same output at once are not supported: the other one's temporary file
+    would be deleted and its final rename would fail.
+    """
+    removed = []
+    for leftover in leftovers(path):
+        try:
+            leftover.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(leftover)
+        log.info("removed %s, left by an interrupted run", leftover)
+    return removed
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still allocate: the smaller of the system's available memory
+    (MemAvailable) and what the address-space limit leaves; None when unknown."""
+    found = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            mapped = 0
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmSize:"):
+                    mapped = int(line.split()[1]) * 1024
+            found.append(max(soft - mapped, 0))
+    except (ImportError, OSError, ValueError):
+        pass
+    return min(found) if found else None
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.3g} GB"
+
+
+def check_resources(
+    shape: tuple[int, int, int],
+    scale: int,
+    axis: int,
+    output: str | os.PathLike,
+    memory: int | None = None,
+) -> int:
+    """Refuse, before any work, upscaling a ``shape`` volume ``scale`` times in the plane across
+    ``axis`` when the input and the result (float32) exceed ``memory`` bytes (default:
+    :func:`available_memory`), or when an uncompressed ``output`` would not fit on its disk.
+
+    Returns the bytes the result needs. Slices go through the network in batches and tiles, so
+    the volumes themselves are what must fit.
+    """
+    voxels = 1
+    for n in shape:
+        voxels *= int(n)
+    in_bytes = 4 * voxels
+    out_bytes = in_bytes * scale * scale
+    out_shape = "x".join(str(n * (1 if i == axis else scale)) for i, n in enumerate(shape))
+    memory = available_memory() if memory is None else memory
+    if memory is not None and in_bytes + out_bytes > memory:
+        raise FaganError(
+            f"upscaling {'x'.join(map(str, shape))} voxels x{scale} gives {out_shape} = {_gb(out_bytes)} of "
+            f"float32; with the input that needs {_gb(in_bytes + out_bytes)} of memory but "
+            f"{_gb(memory)} is available - crop the volume, or upscale it in parts and join them"
+        )
+    output = Path(output)
+    if output_kind(output) != ".nii.gz":  # compressed sizes cannot be known in advance
+        folder = output.parent if str(output.parent) else Path(".")
+        free = shutil.disk_usage(folder).free + (output.stat().st_size if output.is_file() else 0)
+        if out_bytes > free:
+            raise FaganError(
+                f"the {out_shape} result needs {_gb(out_bytes)} on disk but {folder} has {_gb(free)} "
+                "free; free some space or write a compressed .nii.gz"
+            )
+    return out_bytes
