@@ -176,3 +176,25 @@ def test_a_run_killed_before_its_first_checkpoint_starts_again_on_resume(
     _same_weights(
         *(checkpoint.list_checkpoints(tmp_path / run)[-1] for run in ("straight", "killed")), steps=3
     )
+
+
+class _RunsCode:
+    """Unpickling this creates the folder ``marker``: proof that a checkpoint's code ran."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (os.mkdir, (self.marker,))
+
+
+def test_a_checkpoint_that_would_run_code_is_skipped_unrun(tmp_path, caplog) -> None:
+    """A hostile step_*.pt with a matching checksum (whoever can write one can write both) is
+    loaded with weights_only=True: refused, skipped for the previous checkpoint, never executed."""
+    run, marker = tmp_path / "run", tmp_path / "code-ran"
+    checkpoint.save_checkpoint(run, 1, {"step": 1, "weights": torch.ones(2)})
+    checkpoint.save_checkpoint(run, 2, {"step": 2, "weights": _RunsCode(str(marker))})
+    payload, path = checkpoint.load_latest(run)
+    assert payload["step"] == 1 and path.name == "step_00000001.pt"
+    assert "step_00000002.pt cannot be loaded (UnpicklingError" in caplog.text
+    assert not marker.exists()
