@@ -91,8 +91,10 @@ def read_volume(path: str | os.PathLike, frame: int | None = None) -> Volume:
         array, affine, meta = reader(path, frame)
     except (FaganError, FileNotFoundError, MemoryError):
         raise
-    except Exception as exc:  # a decoding library's own error on a damaged file
-        raise _corrupt(path, volume_format(path) or "image", exc) from exc
+    except Exception as exc:  # a decoding library's own error on a damaged file (pydicom, e.g.,
+        # decodes elements lazily and raises on a damaged one only when it is used)
+        kind = _KINDS.get(volume_format(path) or "", "image")
+        raise _corrupt(path, kind, exc) from exc
     return _finish(path, array, affine, meta, frame)
 
 
@@ -176,6 +178,10 @@ def volume_format(path: str | os.PathLike) -> str | None:
     if head.startswith(_PNG_MAGIC):
         return "png"
     return None
+
+
+_KINDS = {"nifti": "NIfTI", "dicom": "DICOM", "dicom-series": "DICOM", "fastmri-hdf5": "HDF5", "npy": ".npy",
+          "png": "PNG"}  # fmt: skip
 
 
 def _reader_for(path: Path) -> Callable[[Path, int | None], tuple[np.ndarray, np.ndarray, dict]]:
