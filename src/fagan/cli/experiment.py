@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--steps", type=int, default=150, help="training steps per run (default 150)")
     p.add_argument("--batch-size", type=int, default=4, help="patches per step (default 4)")
+    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate of every run (default 1e-4)")
     p.add_argument("--scales", type=int, nargs="+", default=[2, 4, 8], metavar="S", help="default: 2 4 8")
     p.add_argument("--ablation-scale", type=int, default=4, help="scale of Tables 6-8 (default 4)")
     p.add_argument(
@@ -78,13 +79,14 @@ def run(args: argparse.Namespace) -> int:
     from fagan.cli.train import setup_logging
     from fagan.evaluation.experiment import Settings, run_experiment
 
-    if args.steps < 1 or args.batch_size < 1:
-        raise ValueError("--steps and --batch-size must be at least 1")
+    if args.steps < 1 or args.batch_size < 1 or not args.lr > 0:
+        raise ValueError("--steps and --batch-size must be at least 1 and --lr positive")
     if args.recipe == "psnr" and args.vgg_weights:
         raise ValueError("--vgg-weights is for --recipe gan; the psnr recipe has no perceptual term")
     settings = Settings(
         steps=args.steps,
         batch_size=args.batch_size,
+        lr=args.lr,
         recipe=args.recipe,
         data=args.data,
         seed=args.seed,

@@ -194,7 +194,11 @@ def evaluate(
                 folder = Path(figures_dir)
                 folder.mkdir(parents=True, exist_ok=True)
                 hr_slice = np.take(hr, hr.shape[axis] // 2, axis=axis)
-                scores = {r.method: r.psnr for r in result.rows if r.scale == scale and r.volume == info.name}
+                scores = {
+                    r.method: r.psnr
+                    for r in result.rows
+                    if r.scale == scale and r.volume == info.name and r.method in panels
+                }
                 title = f"{info.name} x{scale}: " + ", ".join(f"{k} {v:.2f} dB" for k, v in scores.items())
                 result.figures.append(
                     comparison_figure(hr_slice, panels, title, folder / f"{info.name}_x{scale}.png")

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fagan.atomic import atomic_path
 from fagan.evaluation.evaluate import (
     BICUBIC,
     Evaluation,
@@ -97,6 +98,7 @@ class Settings:
 
     steps: int = 150
     batch_size: int = 4
+    lr: float = 1e-4  # the paper's, for both networks
     recipe: str = "psnr"  # or "gan"
     data: str | None = None  # manifest; None: the embedded sample data
     seed: int = 0
@@ -133,7 +135,7 @@ def train_config(run: Run, settings: Settings) -> Any:
             val_slices=8,
         ),
         loss=loss,
-        optim=OptimConfig(lr=1e-4, d_lr=1e-4, betas=(0.9, 0.999)),
+        optim=OptimConfig(lr=settings.lr, d_lr=settings.lr, betas=(0.9, 0.999)),
         schedule=ScheduleConfig(
             steps=steps,
             warmup_steps=steps // 2 if gan else 0,
@@ -247,6 +249,7 @@ def loss_curves(runs: dict[str, Path], path: Path, title: str, window: int = 20)
     import matplotlib.pyplot as plt
     import numpy as np
 
+    from fagan.evaluation.figures import save_png
     from fagan.training.logs import LOSSES, read_jsonl
 
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -267,7 +270,7 @@ def loss_curves(runs: dict[str, Path], path: Path, title: str, window: int = 20)
         ax.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
+    save_png(fig, path)
     plt.close(fig)
     return path
 
@@ -316,22 +319,23 @@ def run_experiment(
     for run in runs:
         train_config(run, settings)  # every configuration is valid before the first step
     out.mkdir(parents=True, exist_ok=True)
-    (out / "experiment.json").write_text(
-        json.dumps(
-            {
-                "command": command,
-                "settings": {
-                    **settings.__dict__,
-                    "patch_sizes": {str(k): v for k, v in settings.patch_sizes.items()},
+    with atomic_path(out / "experiment.json") as tmp:
+        Path(tmp).write_text(
+            json.dumps(
+                {
+                    "command": command,
+                    "settings": {
+                        **settings.__dict__,
+                        "patch_sizes": {str(k): v for k, v in settings.patch_sizes.items()},
+                    },
+                    "scales": list(scales),
+                    "ablation_scale": ablation_scale,
+                    "runs": [r.key for r in runs],
                 },
-                "scales": list(scales),
-                "ablation_scale": ablation_scale,
-                "runs": [r.key for r in runs],
-            },
-            indent=2,
-        ),
-        encoding="utf-8",
-    )
+                indent=2,
+            ),
+            encoding="utf-8",
+        )
     releases = {}
     for i, run in enumerate(runs, 1):
         log_fn(f"[{i}/{len(runs)}] {run.key}")

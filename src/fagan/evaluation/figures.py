@@ -7,6 +7,7 @@ import base64
 import html
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +21,19 @@ def busiest_region(image: np.ndarray, size: int) -> tuple[int, int]:
     sums = energy[size:, size:] - energy[:-size, size:] - energy[size:, :-size] + energy[:-size, :-size]
     y, x = np.unravel_index(int(np.argmax(sums)), sums.shape)
     return int(y), int(x)
+
+
+def save_png(fig: Any, path: str | Path, dpi: int = 80) -> Path:
+    """Save a matplotlib figure as a PNG with an adaptive 256-colour palette: grey images and one
+    colour map survive it unchanged to the eye, at about a third of the file size."""
+    from PIL import Image
+
+    fig.set_dpi(dpi)
+    fig.canvas.draw()
+    rgb = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3])
+    path = Path(path)
+    rgb.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    return path
 
 
 def comparison_figure(
@@ -58,7 +72,7 @@ def comparison_figure(
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=80)
+    save_png(fig, path, dpi=80)
     plt.close(fig)
     return path
 

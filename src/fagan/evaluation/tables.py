@@ -21,8 +21,8 @@ Cell = str | int | float | Summary
 
 
 def _digits(column: str) -> int:
-    """Decimals for a column: SSIM to four, everything else (dB, FID, seconds) to two."""
-    return 4 if "ssim" in column.lower() else 2
+    """Decimals for a column: SSIM and p-values to four, everything else (dB, FID, seconds) to two."""
+    return 4 if "ssim" in column.lower() or column.startswith("p ") else 2
 
 
 def format_cell(value: Cell, column: str = "") -> str:
