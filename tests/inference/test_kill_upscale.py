@@ -221,3 +221,42 @@ def test_a_huge_header_is_refused_under_a_real_memory_limit(tmp_path, weights_di
     lines = err.decode().strip().splitlines()
     assert process.returncode == 2 and len(lines) == 1, lines
     assert "1024x1024x512 voxels x4 gives 4096x4096x512 = 34.4 GB of float32" in lines[0]
+
+
+def test_claimed_shape_matches_what_is_read(tmp_path) -> None:
+    """The header-only shape the size check uses is the shape read_volume returns."""
+    from PIL import Image
+
+    from fagan.data.io import claimed_shape, read_volume
+    from fagan.data.sample import FILES
+
+    np.save(tmp_path / "slice.npy", np.arange(30, dtype=np.float32).reshape(5, 6))
+    Image.fromarray((np.arange(12, dtype=np.uint16) * 999).reshape(3, 4)).save(tmp_path / "slice.png")
+    series = tmp_path / "series"
+    series.mkdir()
+    import pydicom
+
+    for k in range(3):
+        ds = pydicom.dcmread(FILES / "pydicom_MR_small.dcm")
+        ds.ImagePositionPatient, ds.SOPInstanceUID = [0.0, 0.0, 0.8 * k], f"1.2.3.{k + 1}"
+        ds.save_as(series / f"im{k}.dcm")
+    (series / ".hidden.dcm").write_bytes(b"not counted")
+    import h5py
+
+    with h5py.File(tmp_path / "file.h5", "w") as f:
+        f["reconstruction_rss"] = np.random.default_rng(0).random((2, 8, 6)).astype(np.float32)
+    paths = [
+        FILES / "nibabel_anatomical.nii",
+        FILES / "fsl_mni152_t1_2mm.nii.gz",
+        FILES / "pydicom_MR_small.dcm",
+        FILES / "pydicomdata_emri_small.dcm",
+        series,
+        _volume(tmp_path / "v.nii.gz", (16, 24, 3)),
+        tmp_path / "file.h5",
+        tmp_path / "slice.npy",
+        tmp_path / "slice.png",
+    ]
+    for path in paths:
+        assert claimed_shape(path) == read_volume(path).array.shape, path
+    (tmp_path / "broken.nii").write_bytes(b"\0" * 400)
+    assert claimed_shape(tmp_path / "broken.nii") is None and claimed_shape(tmp_path / "series" / "x") is None

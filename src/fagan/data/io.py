@@ -120,7 +120,7 @@ def claimed_shape(path: str | os.PathLike) -> tuple[int, int, int] | None:
                 _whole(path, ds, "NumberOfFrames", 1) or 1,
             )
         elif fmt == "dicom-series":
-            files = [p for p in sorted(path.iterdir()) if p.is_file() and is_dicom(p)]
+            files = _series_files(path)
             ds = _dicom_read(files[0], pixels=False)
             shape = (_whole(path, ds, "Columns", 0), _whole(path, ds, "Rows", 0), len(files))
         elif fmt == "fastmri-hdf5":
@@ -648,12 +648,17 @@ def _read_dicom_file(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndar
     return array, affine, meta
 
 
-def _read_dicom_series(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray, dict]:
-    files = [
+def _series_files(folder: Path) -> list[Path]:
+    """The DICOM files of a series folder, by name (hidden files and DICOMDIR left out)."""
+    return [
         p
-        for p in sorted(path.iterdir())
+        for p in sorted(folder.iterdir())
         if p.is_file() and not p.name.startswith(".") and p.name.upper() != "DICOMDIR" and is_dicom(p)
     ]
+
+
+def _read_dicom_series(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray, dict]:
+    files = _series_files(path)
     if not files:
         raise FaganError(
             f"{path}: the folder holds no DICOM files; give a folder with one DICOM series, or a file"
