@@ -233,12 +233,21 @@ def inference(
             fast = optimize_for_inference(model, device)
             key = f"{name} x{scale}"
             tasks[key] = lambda fast=fast, lr=lr: upscale_batch(fast, lr)
-            rows[key] = {"model": name, "scale": scale, "gflops_per_slice": flops / 1e9}
+            rows[key] = {"model": name, "scale": scale, "gflops_per_slice": flops / 1e9, "precision": "fp32"}
+            if device.type == "cuda" and name in ("fagan", "srgan"):
+                key = f"{name} x{scale} bf16"
+                tasks[key] = lambda fast=fast, lr=lr: upscale_batch(fast, lr, precision="bf16")
+                rows[key] = {
+                    "model": name,
+                    "scale": scale,
+                    "gflops_per_slice": flops / 1e9,
+                    "precision": "bf16",
+                }
         key = f"bicubic x{scale}"
         tasks[key] = lambda lr=lr, scale=scale: F.interpolate(
             lr, scale_factor=scale, mode="bicubic", align_corners=False
         )
-        rows[key] = {"model": "bicubic", "scale": scale, "gflops_per_slice": None}
+        rows[key] = {"model": "bicubic", "scale": scale, "gflops_per_slice": None, "precision": "fp32"}
     # The first (warm-up) call of each also measures its peak memory.
     for key, fn in tasks.items():
         log(f"warm-up and peak memory: {key}")
@@ -425,7 +434,7 @@ def run(
 def targets(results: dict[str, Any], judged: bool = True) -> dict[str, Any]:
     """The issue's targets, each with the measured figure and whether it is met (None when the
     run's sizes are not the issue's, e.g. ``--quick``)."""
-    rows = {(r["model"], r["scale"]): r for r in results["inference"]}
+    rows = {(r["model"], r["scale"]): r for r in results["inference"] if r.get("precision", "fp32") == "fp32"}
 
     def verdict(ok: bool) -> bool | None:
         return ok if judged else None
@@ -486,12 +495,17 @@ def format_report(results: dict[str, Any]) -> str:
         "of matmul",
     )
     rows = []
-    srgan = {r["scale"]: r["ms_per_slice"] for r in results["inference"] if r["model"] == "srgan"}
+    srgan = {
+        r["scale"]: r["ms_per_slice"]
+        for r in results["inference"]
+        if r["model"] == "srgan" and r.get("precision", "fp32") == "fp32"
+    }
     for r in results["inference"]:
         ratio = r["ms_per_slice"] / srgan[r["scale"]] if r["scale"] in srgan else None
+        precision = r.get("precision", "fp32")
         rows.append(
             (
-                r["model"],
+                r["model"] if precision == "fp32" else f"{r['model']} ({precision})",
                 f"x{r['scale']}",
                 _fmt(r["ms_per_slice"], ".1f"),
                 _fmt(r["slices_per_s"], ".2f"),

@@ -138,7 +138,7 @@ def upscale_volume(
     volume: Volume,
     generator: nn.Module,
     axis: int = 2,
-    batch_size: int = 8,
+    batch_size: int = 4,
     tile: int = DEFAULT_TILE,
     overlap: int = DEFAULT_OVERLAP,
     device: torch.device | str = "cpu",
