@@ -48,7 +48,7 @@ HEADROOM = 768 * 2**20
 #: Seconds a single read may take before it counts as a hang.
 TIMEOUT_S = 30
 #: Examples per campaign: (default suite, slow run).
-FAST, SLOW = 20, 1500
+FAST, SLOW = 12, 1500
 
 NIFTI_SEED = FILES / "nibabel_anatomical.nii"  # 33x41x25 int16, big-endian
 DICOM_SEED = FILES / "pydicom_MR_small.dcm"  # 64x64 single frame
@@ -675,10 +675,10 @@ def test_hdf5_byte_damage_is_named(tmp_path) -> None:
     """Corrupt B-tree, heap and attribute bytes raised RuntimeError, OSError or KeyError from h5py."""
     data = fastmri_bytes()
     seen = collections.Counter()
-    for at in range(0, 2048, 19):
+    for at in range(0, 2048, 41):
         damaged = bytearray(data)
         damaged[at] ^= 0xFF
         kind, detail = read_in_child(_write(tmp_path, f"d{at}.h5", bytes(damaged)))
         seen[kind] += 1
         assert kind in ("read", "refused", "safety-net"), (at, kind, detail)
-    assert seen["refused"] > 15
+    assert seen["refused"] > 10
