@@ -115,3 +115,36 @@ def test_experiment_writes_every_table_and_reuses_finished_runs(tmp_path) -> Non
     # ... but refuses to mix runs trained another way into the same folder.
     with pytest.raises(ValueError, match="another configuration"):
         run_experiment(out, Settings(**{**settings.__dict__, "steps": 3}), scales=(4,), fid=False)
+
+
+def test_the_adversarial_recipe_adds_the_spectral_norm_comparison(tmp_path) -> None:
+    """Fig. 10: FA-GAN against a discriminator without spectral normalisation, trained for real."""
+    from fagan.evaluation.evaluate import Evaluation, Row
+    from fagan.evaluation.experiment import loss_curves, no_spectral_norm_run, spectral_norm_table, train_run
+
+    assert no_spectral_norm_run(4) not in plan((4,), 4)
+    runs = plan((4,), 4, gan=True)
+    plain = no_spectral_norm_run(4)
+    assert plain in runs and plain.key == "fagan-d_spectral_normFalse_x4" and Run("fagan", 4) in runs
+    settings = Settings(
+        steps=2,
+        batch_size=2,
+        recipe="gan",
+        data=str(phantom_manifest(tmp_path / "data")),
+        model_options=TINY,
+        patch_sizes={2: 16, 4: 16, 8: 16},
+    )
+    config = train_config(plain, settings)
+    assert config.model.discriminator == {"spectral_norm": False} and config.loss.adversarial_weight > 0
+    release = train_run(plain, settings, tmp_path / "runs", "cpu", log_fn=lambda m: None)
+    assert release.is_file()
+    figure = loss_curves({"no SN": release.parent}, tmp_path / "d.png", "D", term="d_total")
+    assert figure.stat().st_size > 1000
+
+    def rows(method: str, psnr: float) -> list[Row]:
+        return [Row(method, 4, f"v{i}", "MRI", psnr + i, 0.9, psnr, 0.9, 0.0) for i in range(3)]
+
+    ev = Evaluation(rows("bicubic", 25.0) + rows("fagan", 26.0) + rows(plain.label, 25.5))
+    table = spectral_norm_table(ev, 4)
+    assert [r[0] for r in table.rows] == ["with (the paper's)", "without"]
+    assert table.rows[0][-1] == pytest.approx(1.0) and table.rows[1][-1] == pytest.approx(0.5)

@@ -28,3 +28,13 @@ def test_every_weight_layer_is_spectrally_normalised() -> None:
 def test_unknown_option() -> None:
     with pytest.raises(ValueError, match="unknown discriminator option"):
         build_discriminator(width=3)
+
+
+def test_spectral_norm_can_be_switched_off_for_the_comparison() -> None:
+    torch.manual_seed(0)
+    plain = build_discriminator(channels=8, hidden=16, spectral_norm=False)
+    layers = [m for m in plain.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(layers) == 2 * 4 + 2 and not any(hasattr(m, "parametrizations") for m in layers)
+    normed = build_discriminator(channels=8, hidden=16)
+    kept = {k.replace(".parametrizations.weight.original", ".weight") for k in normed.state_dict()}
+    assert kept - {k for k in kept if k.endswith(("._u", "._v"))} == set(plain.state_dict())

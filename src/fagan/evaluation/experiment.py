@@ -8,7 +8,9 @@ What is trained (each a configuration of the one generator class, see
 * Table 6: the eight LFFB / CA / SA combinations at the ablation scale (x4 by default; the four
   above are reused);
 * Table 7: FA-GAN's weighted connection against the direct one;
-* Table 8: FA-GAN with (alpha, beta) = (0.25, 0.75), (0.5, 0.5), (0.75, 0.25).
+* Table 8: FA-GAN with (alpha, beta) = (0.25, 0.75), (0.5, 0.5), (0.75, 0.25);
+* with the adversarial recipe, Fig. 10: FA-GAN with and without spectral normalisation in
+  the discriminator (losses during training, and a table of the scores).
 
 Every run uses the same data, patch size, batch, steps, seed and optimiser (Adam, lr 1e-4,
 beta1 0.9, as the paper); only the generator differs. The default recipe is PSNR-oriented
@@ -57,23 +59,25 @@ PATCH_SIZES = {2: 64, 4: 64, 8: 96}  # HR patches: LR sides of 32, 16 and 12 pix
 
 @dataclass(frozen=True)
 class Run:
-    """One training run: the generator ``name`` at ``scale`` with generator ``options``."""
+    """One training run: the generator ``name`` at ``scale`` with generator ``options`` (and
+    discriminator options, for the spectral-normalisation comparison)."""
 
     name: str
     scale: int
     options: tuple[tuple[str, float], ...] = ()
+    discriminator: tuple[tuple[str, Any], ...] = ()
 
     @property
     def label(self) -> str:
         """The method's name in the tables."""
-        if not self.options:
-            return self.name
-        return self.name + "".join(f" {k}={v:g}" for k, v in self.options)
+        label = self.name + "".join(f" {k}={v:g}" for k, v in self.options)
+        return label + "".join(f" (D {k}={v})" for k, v in self.discriminator)
 
     @property
     def key(self) -> str:
         """The run's folder name."""
         extra = "".join(f"-{k}{v:g}" for k, v in self.options)
+        extra += "".join(f"-d_{k}{v}" for k, v in self.discriminator)
         return f"{self.name}{extra}_x{self.scale}"
 
 
@@ -83,12 +87,19 @@ def alpha_beta_run(alpha: float, beta: float, scale: int) -> Run:
     return Run(REFERENCE, scale, (("alpha", alpha), ("beta", beta)))
 
 
-def plan(scales: Sequence[int] = (2, 4, 8), ablation_scale: int = 4) -> list[Run]:
-    """Every run the protocol needs, each once, in the order they are trained."""
+def no_spectral_norm_run(scale: int) -> Run:
+    return Run(REFERENCE, scale, discriminator=(("spectral_norm", False),))
+
+
+def plan(scales: Sequence[int] = (2, 4, 8), ablation_scale: int = 4, gan: bool = False) -> list[Run]:
+    """Every run the protocol needs, each once, in the order they are trained (with ``gan``,
+    also FA-GAN against a discriminator without spectral normalisation)."""
     runs = [Run(name, s) for s in scales for name in BASELINES]
     runs += [Run(name, ablation_scale) for name in ABLATIONS]
     runs.append(Run("fagan-direct", ablation_scale))
     runs += [alpha_beta_run(a, b, ablation_scale) for a, b in ALPHA_BETA]
+    if gan:
+        runs.append(no_spectral_norm_run(ablation_scale))
     return list(dict.fromkeys(runs))
 
 
@@ -127,7 +138,9 @@ def train_config(run: Run, settings: Settings) -> Any:
         adversarial_weight=1e-3 if gan else 0.0,
     )
     return TrainConfig(
-        model=ModelConfig(name=run.name, scale=run.scale, overrides=options),
+        model=ModelConfig(
+            name=run.name, scale=run.scale, overrides=options, discriminator=dict(run.discriminator)
+        ),
         data=DataConfig(
             manifest=str(Path(settings.data).resolve()) if settings.data else None,
             patch_size=settings.patch_sizes[run.scale],
@@ -240,9 +253,25 @@ def alpha_beta_table(ev: Evaluation, scale: int) -> Table:
     )
 
 
-def loss_curves(runs: dict[str, Path], path: Path, title: str, window: int = 20) -> Path:
-    """The generator's training loss of several runs against the step (the paper's Fig. 11),
-    smoothed with a running mean over ``window`` steps; raw values faint behind."""
+def spectral_norm_table(ev: Evaluation, scale: int) -> Table:
+    rows = [
+        ("with (the paper's)", *_overall(ev, REFERENCE, scale)),
+        ("without", *_overall(ev, no_spectral_norm_run(scale).label, scale)),
+    ]
+    return Table(
+        "table_spectral_norm",
+        f"FA-GAN trained against a discriminator with and without spectral normalisation, x{scale}",
+        ("spectral normalisation", *_METRIC_COLUMNS),
+        tuple(rows),
+    )
+
+
+def loss_curves(
+    runs: dict[str, Path], path: Path, title: str, window: int = 20, term: str = "g_total"
+) -> Path:
+    """A training loss ``term`` of several runs against the step (the generator's for the
+    paper's Fig. 11, the discriminator's ``d_total`` for Fig. 10), smoothed with a running mean
+    over ``window`` steps; raw values faint behind."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -254,16 +283,18 @@ def loss_curves(runs: dict[str, Path], path: Path, title: str, window: int = 20)
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for label, run_dir in runs.items():
-        records = [r for r in read_jsonl(run_dir / LOSSES) if not r.get("skipped") and "g_total" in r]
+        records = [r for r in read_jsonl(run_dir / LOSSES) if not r.get("skipped") and term in r]
         if not records:
             continue
         steps = np.array([r["step"] for r in records])
-        values = np.array([r["g_total"] for r in records])
+        values = np.array([r[term] for r in records])
         (line,) = ax.plot(steps, values, linewidth=0.5, alpha=0.25)
         w = min(window, len(values))
         smooth = np.convolve(values, np.ones(w) / w, mode="valid")
         ax.plot(steps[w - 1 :], smooth, color=line.get_color(), linewidth=1.5, label=label)
-    ax.set(title=title, xlabel="step", ylabel="generator loss")
+    ax.set(
+        title=title, xlabel="step", ylabel="discriminator loss" if term.startswith("d_") else "generator loss"
+    )
     if ax.lines and all(v > 0 for line in ax.lines for v in line.get_ydata()):
         ax.set_yscale("log")
     if ax.get_legend_handles_labels()[0]:
@@ -315,7 +346,8 @@ def run_experiment(
     out = Path(out)
     volumes = evaluation_volumes(settings.data)  # fail on bad data before any training
     fid_network = load_inception(fid_weights, pick_device(device)) if fid else None
-    runs = plan(scales, ablation_scale)
+    gan = settings.recipe == "gan"
+    runs = plan(scales, ablation_scale, gan)
     for run in runs:
         train_config(run, settings)  # every configuration is valid before the first step
     out.mkdir(parents=True, exist_ok=True)
@@ -362,6 +394,8 @@ def run_experiment(
         tables.append(fid_table(main))
     tables += [ablation_table(ev, ablation_scale), fusion_table(ev, ablation_scale)]
     tables.append(alpha_beta_table(ev, ablation_scale))
+    if gan:
+        tables.append(spectral_norm_table(ev, ablation_scale))
     tables.append(paired_tests_table(main, REFERENCE))
     tables += psnr_ssim_tables(main, foreground=True)
     write_rows(ev.rows, out / "per_volume.csv")
@@ -378,6 +412,18 @@ def run_experiment(
         )
         for s in scales
     ]
+    if gan:
+        pair = {
+            "fagan (D with SN)": out / "runs" / Run(REFERENCE, ablation_scale).key,
+            "fagan (D without SN)": out / "runs" / no_spectral_norm_run(ablation_scale).key,
+        }
+        curves += [
+            loss_curves(pair, out / "figures" / f"sn_{term}_x{ablation_scale}.png", title, term=term)
+            for term, title in (
+                ("d_total", f"Discriminator loss with and without spectral normalisation, x{ablation_scale}"),
+                ("g_total", f"Generator loss with and without spectral normalisation, x{ablation_scale}"),
+            )
+        ]
     figures = [*ev.figures, *curves]
     report = write_report(
         out / "report.html",
@@ -409,7 +455,9 @@ __all__ = [
     "alpha_beta_table",
     "fusion_table",
     "loss_curves",
+    "no_spectral_norm_run",
     "plan",
+    "spectral_norm_table",
     "run_experiment",
     "train_config",
     "train_run",

@@ -82,3 +82,4 @@ class DiscriminatorConfig:
     stages: int = 4
     hidden: int = 1024
     negative_slope: float = 0.2
+    spectral_norm: bool = True  # False: plain convolutions (the paper's Fig. 10 comparison)
