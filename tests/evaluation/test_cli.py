@@ -113,3 +113,9 @@ def test_experiment_checks_its_arguments_before_training(setup, capsys, monkeypa
     assert main(["experiment", "--out", str(out), "--data", str(manifest)]) == 2
     assert "fagan[fid]" in capsys.readouterr().err
     assert not (out / "runs").exists()
+
+
+def test_experiment_refuses_data_without_a_subject_split(setup, capsys) -> None:
+    manifest, _, folder = setup
+    assert main(["experiment", "--out", str(folder / "e2"), "--data", str(manifest.parent), "--no-fid"]) == 2
+    assert "manifest JSON" in capsys.readouterr().err

@@ -344,6 +344,11 @@ def run_experiment(
     if settings.recipe not in ("psnr", "gan"):
         raise ValueError(f"unknown recipe {settings.recipe!r}; choose psnr or gan")
     out = Path(out)
+    if settings.data is not None and not str(settings.data).lower().endswith(".json"):
+        raise ValueError(
+            f"--data {settings.data}: give a manifest JSON from `fagan prepare`, so that training and "
+            "test volumes come from different subjects"
+        )
     volumes = evaluation_volumes(settings.data)  # fail on bad data before any training
     fid_network = load_inception(fid_weights, pick_device(device)) if fid else None
     gan = settings.recipe == "gan"
