@@ -85,7 +85,7 @@ def test_self_attention_never_asks_for_more_than_a_chunk_of_scores(monkeypatch) 
         return sdpa(q, k, v, **kwargs)
 
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
-    sa = SelfAttention(8, max_queries=1024)
+    sa = SelfAttention(8, max_queries=1024, max_keys=None)
     torch.nn.init.constant_(sa.gamma, 1.0)
     x = torch.randn(1, 8, 96, 96)
     with torch.inference_mode():
@@ -95,3 +95,25 @@ def test_self_attention_never_asks_for_more_than_a_chunk_of_scores(monkeypatch) 
     for queries, keys, qk_width, v_width in calls:
         assert queries <= 1024 and keys == 96 * 96
         assert qk_width == v_width  # equal widths let the fused (flash) kernel run
+
+
+def test_keys_are_pooled_above_the_cap_and_untouched_below_it() -> None:
+    """Above ``max_keys`` positions every query attends to k x k averages of keys and values."""
+    torch.manual_seed(0)
+    sa = SelfAttention(8, max_keys=1024)
+    full = SelfAttention(8, max_keys=None)
+    full.load_state_dict(sa.state_dict())
+    small = torch.randn(2, 8, 32, 32)  # exactly 1024 positions: no pooling
+    with torch.inference_mode():
+        assert torch.equal(sa.attend(small), full.attend(small))
+    x = torch.randn(2, 8, 50, 47)  # 2350 positions -> 2x2 windows, 25 x 24 keys
+    assert sa.key_pool(50, 47) == 2 and sa.key_pool(32, 32) == 1
+    with torch.inference_mode():
+        ours = sa.attend(x)
+        q = sa.f(x).flatten(2)  # (B, C/8, N)
+        k = torch.nn.functional.avg_pool2d(sa.g(x), 2, ceil_mode=True).flatten(2)
+        v = torch.nn.functional.avg_pool2d(sa.h(x), 2, ceil_mode=True).flatten(2)
+        assert k.shape[-1] == 25 * 24
+        weights = torch.softmax(q.transpose(1, 2) @ k, dim=-1)  # (B, N, M): SAGAN's unscaled map
+        reference = (weights @ v.transpose(1, 2)).transpose(1, 2).reshape(x.shape)
+    torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-4)

@@ -6,8 +6,11 @@ architecture of :mod:`fagan.models.generator` (not the CPU rewrites of
 :mod:`fagan.models.fast`), traced at a small size so that self-attention is one
 ``scaled_dot_product_attention`` call, which the exporter writes as MatMul/Softmax: ONNX Runtime
 then holds the ``N x N`` attention scores of a tile (1 GiB for a 128x128 low-resolution tile), so
-keep tiles small when serving the ONNX model. The model name, scale, configuration and release
-metadata are stored as the ONNX model's metadata.
+keep tiles small when serving the ONNX model. The trace has no key pooling either (PyTorch
+pools self-attention's keys above 4096 positions, see
+:class:`fagan.models.attention.SelfAttention`), so on larger tiles ONNX attends to every
+position; with tiles of at most 64x64 low-resolution pixels the two agree. The model name,
+scale, configuration and release metadata are stored as the ONNX model's metadata.
 
 The exporter is torch's TorchScript-based one (``dynamo=False``): it needs only the ``onnx`` extra,
 exports in about a second and matched PyTorch to 3e-7; the newer ``torch.export``-based exporter

@@ -3,6 +3,8 @@ self-attention, and their fusion."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -44,9 +46,19 @@ class SelfAttention(nn.Module):
     queries and keys are zero-padded to the value width, which leaves every score unchanged.
     Queries are processed in chunks of at most ``max_queries`` so that a backend that does
     materialise scores still holds only ``max_queries x N`` of them.
+
+    Above ``max_keys`` positions, keys and values are average-pooled over ``k x k`` windows (the
+    smallest ``k`` that leaves at most ``max_keys``), as BigGAN pools them: every query still
+    sees the whole image, at a coarser grain, and the cost grows linearly with ``N`` instead of
+    quadratically. With the default 4096 this never happens on training patches (up to 64 x 64
+    low-resolution positions) and starts with whole slices at x2 (128 x 128 and up), where full
+    attention alone would cost more than SRGAN's whole network. ``max_keys=None`` attends to
+    every position.
     """
 
-    def __init__(self, channels: int, ratio: int = 8, max_queries: int = 4096) -> None:
+    def __init__(
+        self, channels: int, ratio: int = 8, max_queries: int = 4096, max_keys: int | None = 4096
+    ) -> None:
         super().__init__()
         self.f = nn.Conv2d(channels, channels // ratio, 1)
         self.g = nn.Conv2d(channels, channels // ratio, 1)
@@ -54,6 +66,13 @@ class SelfAttention(nn.Module):
         self.v = nn.Conv2d(channels, channels, 1)
         self.gamma = nn.Parameter(torch.zeros(1))
         self.max_queries = max_queries
+        self.max_keys = max_keys
+
+    def key_pool(self, height: int, width: int) -> int:
+        """The pooling window side for keys and values on a ``height x width`` input (1: none)."""
+        if self.max_keys is None or height * width <= self.max_keys:
+            return 1
+        return math.ceil(math.sqrt(height * width / self.max_keys))
 
     def attend(self, x: torch.Tensor) -> torch.Tensor:
         """The attention output before ``v`` and ``gamma``: ``(B, C, H, W)``."""
@@ -61,8 +80,13 @@ class SelfAttention(nn.Module):
         pad = (0, c - self.f.out_channels)
         # (B, 1, N, C), each row contiguous: the fused kernels need unit stride along channels.
         query = F.pad(self.f(x).flatten(2).transpose(1, 2), pad)[:, None]
-        key = F.pad(self.g(x).flatten(2).transpose(1, 2), pad)[:, None]
-        value = self.h(x).flatten(2).transpose(1, 2).contiguous()[:, None]
+        keys, values = self.g(x), self.h(x)
+        k = self.key_pool(height, width)
+        if k > 1:  # ceil_mode keeps the border; padding is not counted in the averages
+            keys = F.avg_pool2d(keys, k, ceil_mode=True)
+            values = F.avg_pool2d(values, k, ceil_mode=True)
+        key = F.pad(keys.flatten(2).transpose(1, 2), pad)[:, None]
+        value = values.flatten(2).transpose(1, 2).contiguous()[:, None]
         if height * width <= self.max_queries:
             # One call (and a graph without a size-dependent split, for ONNX export).
             out = F.scaled_dot_product_attention(query, key, value, scale=1.0)
