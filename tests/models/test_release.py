@@ -167,16 +167,12 @@ def test_damaged_or_mismatched_weights_are_one_clear_error(tmp_path, damage, mat
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="load_release reads meta['scale'] unguarded: KeyError (a traceback in the CLI)"
-)
 def test_weights_without_a_scale_are_one_clear_error(tmp_path) -> None:
     path = _rewrite(_tiny_release(tmp_path), scale=None)
     with pytest.raises(FaganError):
         load_release(path)
 
 
-@pytest.mark.xfail(strict=True, reason="load_release does int(meta['scale']) unguarded: int()'s message")
 def test_weights_with_a_scale_that_is_not_a_number_are_one_clear_error(tmp_path) -> None:
     path = _rewrite(_tiny_release(tmp_path), scale="two")
     with pytest.raises(FaganError):

@@ -16,6 +16,8 @@ def run(args: argparse.Namespace) -> int:
     from fagan.models import GENERATORS
     from fagan.models.summary import summarise
 
+    if args.size < 1:
+        raise ValueError(f"--size must be a positive number of pixels, not {args.size}")
     if args.size % args.scale:
         raise ValueError(f"--size {args.size} is not divisible by --scale {args.scale}")
     header = ("name", "LFFB", "CA", "SA", "fusion", "params", f"GFLOPs ({args.size}^2 out, x{args.scale})")

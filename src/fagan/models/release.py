@@ -27,7 +27,7 @@ from fagan import FaganError
 from fagan.atomic import atomic_path
 from fagan.models.config import GeneratorConfig
 from fagan.models.generator import Generator
-from fagan.scales import check_scale
+from fagan.scales import SCALES, check_scale
 
 FORMAT = "fagan-generator"
 FORMAT_VERSION = "1"
@@ -76,6 +76,13 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
         raise FaganError(f"{path} is not a fagan generator release file (no '{FORMAT}' metadata)")
     if meta.get("format_version") != FORMAT_VERSION:
         raise FaganError(f"{path} has release format version {meta.get('format_version')!r}; expected 1")
+    scale = meta.get("scale")
+    if scale not in {str(s) for s in SCALES}:
+        raise FaganError(
+            f"{path} names no valid scale ({scale!r}; expected one of {', '.join(map(str, SCALES))})"
+        )
+    if not meta.get("model"):
+        raise FaganError(f"{path} does not name its model")
     return meta
 
 
