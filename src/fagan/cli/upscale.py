@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--axis", type=int, default=2, choices=(0, 1, 2), help="slice axis (default 2)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--batch-size", type=int, default=8, help="slices per network call (default 8)")
+    p.add_argument("--batch-size", type=int, default=4, help="slices per network call (default 4)")
     p.add_argument("--tile", type=int, default=128, help="tile side in input pixels; 0 disables tiling")
     p.add_argument("--frame", type=int, help="frame of a 4D input to upscale")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
