@@ -481,20 +481,23 @@ def write_fastmri(folder: Path, d: dict) -> Path:
     return path
 
 
+#: A valid fastMRI-like file: 3 slices of 24x20 float32 magnitude and an ISMRMRD header.
+VALID_FASTMRI: dict[str, object] = {
+    "name": "reconstruction_rss",
+    "kind": "dataset",
+    "shape": (3, 24, 20),
+    "dtype": "<f4",
+    "storage": "written",
+    "header": "xml",
+    "xml": ["20", "24", "200", "240"],
+    "seed": 0,
+}
+
+
 def fastmri_bytes() -> bytes:
-    """A valid fastMRI-like file: 3 slices of 24x20 float32 magnitude and an ISMRMRD header."""
+    """The bytes of the :data:`VALID_FASTMRI` file."""
     with tempfile.TemporaryDirectory() as folder:
-        d = {
-            "name": "reconstruction_rss",
-            "kind": "dataset",
-            "shape": (3, 24, 20),
-            "dtype": "<f4",
-            "storage": "written",
-            "header": "xml",
-            "xml": ["20", "24", "200", "240"],
-            "seed": 0,
-        }
-        return write_fastmri(Path(folder), d).read_bytes()
+        return write_fastmri(Path(folder), dict(VALID_FASTMRI)).read_bytes()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -643,17 +646,7 @@ def test_nifti_header_lies_are_named(tmp_path) -> None:
 
 
 def _fastmri(tmp_path: Path, **changes: object) -> Path:
-    description = {
-        "name": "reconstruction_rss",
-        "kind": "dataset",
-        "shape": (3, 24, 20),
-        "dtype": "<f4",
-        "storage": "written",
-        "header": "xml",
-        "xml": ["20", "24", "200", "240"],
-        "seed": 0,
-        **changes,
-    }
+    description = {**VALID_FASTMRI, **changes}
     folder = tmp_path / str(len(list(tmp_path.iterdir())))
     folder.mkdir()
     return write_fastmri(folder, description)
