@@ -149,7 +149,10 @@ SEMANTIC: dict[str, tuple[list[str], str]] = {
         ["upscale", "afile", "-o", "o.nii", "--scale", "2", "--tile", "-1"],
         "--tile must",
     ),
-    "upscale:no-x8-weights": (["upscale", "afile", "-o", "o.nii", "--scale", "8"], "no shipped psnr weights"),
+    "upscale:no-gan-weights": (
+        ["upscale", "afile", "-o", "o.nii", "--scale", "8", "--variant", "gan"],
+        "no shipped gan weights",
+    ),
     "demo:out-is-a-file": (["demo", "--out", "afile"], "not a folder"),
     "train:bad-yaml": (["train", "--config", "bad.yaml", "--out", "run"], "not valid YAML"),
     "train:config-is-a-folder": (["train", "--config", "empty", "--out", "run"], "config file not found"),

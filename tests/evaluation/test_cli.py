@@ -56,7 +56,7 @@ def test_evaluate_writes_per_volume_rows_and_tables(setup, capsys) -> None:
     assert (out / "figures" / "subject3_x4.png").is_file()
 
 
-def test_evaluate_a_scale_without_weights_is_one_clear_line(setup, capsys) -> None:
+def test_evaluate_a_scale_without_weights_is_one_clear_line(setup, capsys, monkeypatch) -> None:
     manifest, weights, folder = setup
     code = main(
         [
@@ -76,6 +76,7 @@ def test_evaluate_a_scale_without_weights_is_one_clear_line(setup, capsys) -> No
     assert not (folder / "x").exists()
     code = main(["evaluate", "--weights", str(folder / "absent.safetensors"), "--out", str(folder / "y")])
     assert code == 2 and "not found" in capsys.readouterr().err
+    monkeypatch.setattr("fagan.models.release.SHIPPED_DIR", folder / "no-weights")
     code = main(["evaluate", "--scales", "8", "--out", str(folder / "z")])
     assert code == 2 and "no shipped" in capsys.readouterr().err
 

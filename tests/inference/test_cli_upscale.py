@@ -199,10 +199,10 @@ def test_subprocess_error_has_no_traceback(tmp_path) -> None:
 
 
 def test_shipped_weights_are_the_default(tmp_path, capsys) -> None:
-    """Without --weights the shipped FA-GAN weights for the scale are used; x8 has none."""
+    """Without --weights the shipped FA-GAN weights for the scale are used; no GAN variant ships."""
     from fagan.models.release import read_metadata, shipped_weights
 
-    for scale in (2, 4):
+    for scale in (2, 4, 8):
         meta = read_metadata(shipped_weights(scale))
         assert meta["model"] == "fagan" and meta["scale"] == str(scale)
     _nifti(tmp_path / "lr.nii.gz", shape=(16, 12, 2))
@@ -214,7 +214,16 @@ def test_shipped_weights_are_the_default(tmp_path, capsys) -> None:
     capsys.readouterr()  # the run's own log lines
     _fails(
         capsys,
-        ["upscale", str(tmp_path / "lr.nii.gz"), "-o", str(tmp_path / "x8.nii.gz"), "--scale", "8"],
-        "no shipped psnr weights for x8",
+        [
+            "upscale",
+            str(tmp_path / "lr.nii.gz"),
+            "-o",
+            str(tmp_path / "x8.nii.gz"),
+            "--scale",
+            "8",
+            "--variant",
+            "gan",
+        ],
+        "no shipped gan weights for x8",
     )
     assert not (tmp_path / "x8.nii.gz").exists()
