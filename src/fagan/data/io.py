@@ -74,6 +74,16 @@ class Volume(NamedTuple):
 # Dispatch
 
 
+def volume_stem(name: str) -> str:
+    """A volume file's name without its format suffix (``t1.nii.gz`` -> ``t1``); any other name
+    as it is."""
+    lower = name.lower()
+    for suffix in sorted(SUPPORTED_SUFFIXES, key=len, reverse=True):
+        if lower.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
 def read_volume(path: str | os.PathLike, frame: int | None = None) -> Volume:
     """Read a NIfTI, DICOM (file or series directory), fastMRI HDF5, .npy or PNG volume.
 
@@ -899,5 +909,6 @@ __all__ = [
     "is_dicom",
     "read_volume",
     "volume_format",
+    "volume_stem",
     "write_nifti",
 ]

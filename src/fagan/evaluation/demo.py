@@ -36,13 +36,6 @@ class DemoRow:
     seconds: float
 
 
-def _stem(name: str) -> str:
-    for suffix in (".nii.gz", ".nii", ".dcm"):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
 def run_demo(out: Path, scales: tuple[int, ...] = (2, 4), device: str = "cpu", log=print) -> list[DemoRow]:
     """Run the demo into ``out`` (created if missing) and return one row per volume and scale."""
     out.mkdir(parents=True, exist_ok=True)
@@ -65,7 +58,7 @@ def run_demo(out: Path, scales: tuple[int, ...] = (2, 4), device: str = "cpu", l
                 sample.name, sample.anatomy, scale, hr.shape, bic.psnr, fa.psnr, bic.ssim, fa.ssim, seconds
             )
             rows.append(row)
-            stem = _stem(sample.name)
+            stem = sample.name  # already without its suffix
             write_nifti(out / f"{stem}_x{scale}_fagan.nii.gz", sr, pair.hr.affine, overwrite=True)
             k = hr.shape[2] // 2
             figures.append(

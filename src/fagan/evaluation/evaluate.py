@@ -26,12 +26,13 @@ import torch
 from torch import nn
 
 from fagan.atomic import atomic_path
-from fagan.data.io import read_volume
+from fagan.data.io import read_volume, volume_stem
 from fagan.evaluation.simulate import (
     bicubic_volume,
     foreground_mask,
     score_volume,
     simulate_low_resolution,
+    slices_along,
 )
 from fagan.evaluation.tables import Table
 from fagan.metrics.stats import paired_test, summarise
@@ -106,10 +107,6 @@ class Evaluation:
         ]
 
 
-def _slices(array: np.ndarray, axis: int) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(array, axis, 0), dtype=np.float32))[:, None]
-
-
 def evaluate(
     volumes: Sequence[EvalVolume],
     methods: Sequence[Method],
@@ -140,26 +137,26 @@ def evaluate(
         by_scale[m.scale].append(m)
     if len({(m.name, m.scale) for m in methods}) != len(methods):
         raise ValueError("two methods share a name at the same scale")
-    loaded = [(v, read_volume(v.path)) for v in volumes]
     if figures_dir is None:
         figure_volumes = ()
     elif figure_volumes is None:
-        figure_volumes = largest_per_anatomy(
-            [(v.name, v.anatomy, vol.array.shape) for v, vol in loaded], axis
-        )
+        figure_volumes = largest_per_anatomy([(v.name, v.anatomy, _shape(v.path)) for v in volumes], axis)
     shown = None if figure_methods is None else {BICUBIC, *figure_methods}
-    for scale in sorted(by_scale):
-        entries = [Method(BICUBIC, scale), *by_scale[scale]]
-        features: dict[str, list[np.ndarray]] = defaultdict(list)
-        for info, volume in loaded:
+    scales = sorted(by_scale)
+    features: dict[tuple[str, int], list[np.ndarray]] = defaultdict(list)  # (method or HR, scale)
+    for info in volumes:  # one volume in memory at a time, read once for every scale
+        volume = read_volume(info.path)
+        for scale in scales:
             pair = simulate_low_resolution(volume, scale, axis)
             hr = pair.hr.array
             mask = foreground_mask(hr, axis)
             data_range = (float(hr.min()), float(hr.max()))
             panels: dict[str, np.ndarray] = {}
             if fid_network is not None:
-                features["HR"].append(inception_features(fid_network, [(_slices(hr, axis), data_range)]))
-            for method in entries:
+                features[("HR", scale)].append(
+                    inception_features(fid_network, [(slices_along(hr, axis), data_range)])
+                )
+            for method in [Method(BICUBIC, scale), *by_scale[scale]]:
                 start = time.perf_counter()
                 if method.generator is None:
                     sr = bicubic_volume(pair.lr, scale, axis)
@@ -167,31 +164,19 @@ def evaluate(
                     sr = upscale_volume(pair.lr, method.generator, axis=axis, device=device).array
                 seconds = time.perf_counter() - start
                 s = score_volume(sr, hr, axis, mask=mask)
-                result.rows.append(
-                    Row(
-                        method.name,
-                        scale,
-                        info.name,
-                        info.anatomy,
-                        s.psnr,
-                        s.ssim,
-                        s.psnr_fg,
-                        s.ssim_fg,
-                        seconds,
-                    )
-                )
+                result.rows.append(Row(method.name, scale, info.name, info.anatomy, *s, seconds))
                 progress(
                     f"x{scale} {info.name}: {method.name} PSNR {s.psnr:.2f} dB, "
                     f"SSIM {s.ssim:.4f} ({seconds:.1f} s)"
                 )
                 if fid_network is not None:
-                    features[method.name].append(
-                        inception_features(fid_network, [(_slices(sr, axis), data_range)])
+                    features[(method.name, scale)].append(
+                        inception_features(fid_network, [(slices_along(sr, axis), data_range)])
                     )
                 if info.name in figure_volumes and (shown is None or method.name in shown):
                     panels[method.name] = np.take(sr, sr.shape[axis] // 2, axis=axis)
-            if panels and figures_dir is not None:
-                folder = Path(figures_dir)
+            if panels:
+                folder = Path(figures_dir)  # type: ignore[arg-type]
                 folder.mkdir(parents=True, exist_ok=True)
                 hr_slice = np.take(hr, hr.shape[axis] // 2, axis=axis)
                 scores = {
@@ -203,13 +188,19 @@ def evaluate(
                 result.figures.append(
                     comparison_figure(hr_slice, panels, title, folder / f"{info.name}_x{scale}.png")
                 )
-        if fid_network is not None:
-            real = np.concatenate(features["HR"])
-            for method in entries:
-                result.fid[(method.name, scale)] = fid_from_features(
-                    real, np.concatenate(features[method.name])
-                )
+    if fid_network is not None:
+        for scale in scales:
+            real = np.concatenate(features[("HR", scale)])
+            for name in [BICUBIC, *(m.name for m in by_scale[scale])]:
+                result.fid[(name, scale)] = fid_from_features(real, np.concatenate(features[(name, scale)]))
     return result
+
+
+def _shape(path: Path) -> tuple[int, ...]:
+    """A volume's shape from its headers, or by reading it when they cannot tell."""
+    from fagan.data.io import claimed_shape
+
+    return claimed_shape(path) or read_volume(path).array.shape
 
 
 def largest_per_anatomy(volumes: Sequence[tuple[str, str, tuple[int, ...]]], axis: int = 2) -> list[str]:
@@ -342,17 +333,10 @@ def evaluation_volumes(data: str | os.PathLike | None = None, split: str = "test
     paths = resolve_volumes(data, split)
     if not paths:
         raise ValueError(f"{data} has no volumes in its {split} split")
-    names = [_stem(p.name) for p in paths]
+    names = [volume_stem(p.name) for p in paths]
     if len(set(names)) != len(names):  # same file name in different subject folders
-        names = [f"{p.parent.name}/{_stem(p.name)}" for p in paths]
+        names = [f"{p.parent.name}/{volume_stem(p.name)}" for p in paths]
     return [EvalVolume(n, "MRI", p) for n, p in zip(names, paths, strict=True)]
-
-
-def _stem(name: str) -> str:
-    for suffix in (".nii.gz", ".nii", ".dcm", ".h5", ".npy", ".png"):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
 
 
 __all__ = [

@@ -25,7 +25,7 @@ class SimulatedPair(NamedTuple):
     lr: Volume
 
 
-def _slices(array: np.ndarray, axis: int) -> torch.Tensor:
+def slices_along(array: np.ndarray, axis: int) -> torch.Tensor:
     """``array`` (X, Y, Z) -> (n, 1, h, w) tensor of the slices along ``axis``."""
     return torch.from_numpy(np.ascontiguousarray(np.moveaxis(array, axis, 0), dtype=np.float32))[:, None]
 
@@ -49,7 +49,7 @@ def simulate_low_resolution(
             )
         index[i] = slice(0, keep)
     hr = np.ascontiguousarray(volume.array[tuple(index)], dtype=np.float32)
-    lr = _volume(degrade(_slices(hr, axis), scale, method), axis)
+    lr = _volume(degrade(slices_along(hr, axis), scale, method), axis)
     return SimulatedPair(
         Volume(hr, volume.affine, volume.meta),
         Volume(lr, resampled_affine(volume.affine, 1 / scale, axis), dict(volume.meta, degraded_by=scale)),
@@ -58,7 +58,7 @@ def simulate_low_resolution(
 
 def bicubic_volume(lr: Volume, scale: int, axis: int = 2) -> np.ndarray:
     """The bicubic baseline: every slice of ``lr`` upsampled by ``scale`` in its own plane."""
-    return _volume(upsample_bicubic(_slices(lr.array, axis), scale), axis)
+    return _volume(upsample_bicubic(slices_along(lr.array, axis), scale), axis)
 
 
 class VolumeScores(NamedTuple):
@@ -96,7 +96,7 @@ def score_volume(
     if sr.shape != hr.shape:
         raise ValueError(f"SR shape {sr.shape} differs from HR shape {hr.shape}")
     data_range = float(hr.max() - hr.min()) if data_range is None else float(data_range)
-    sr_t, hr_t = _slices(sr, axis), _slices(hr, axis)
+    sr_t, hr_t = slices_along(sr, axis), slices_along(hr, axis)
     whole = psnr(sr_t.reshape(1, 1, -1, sr_t.shape[-1]), hr_t.reshape(1, 1, -1, hr_t.shape[-1]), data_range)
     local = ssim_map(sr_t, hr_t, data_range)  # (n, h - 10, w - 10)
     scores = VolumeScores(float(whole[0]), float(local.flatten(1).mean(dim=1).mean()))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fagan import FaganError
+from fagan.data.io import volume_stem
 from fagan.data.manifest import SPLITS, Manifest, ManifestEntry
 
 FILES = Path(__file__).resolve().with_name("files")
@@ -51,19 +52,12 @@ _TABLE: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-def _stem(file_name: str) -> str:
-    for suffix in (".nii.gz", ".nii", ".dcm"):
-        if file_name.endswith(suffix):
-            return file_name[: -len(suffix)]
-    return file_name
-
-
 def sample_volumes(split: str | None = None) -> list[SampleVolume]:
     """The shipped volumes, all or those of ``split`` ("train", "val", "test")."""
     if split is not None and split not in SPLITS:
         raise FaganError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)} (or None for all)")
     return [
-        SampleVolume(_stem(name), FILES / name, s, anatomy, description)
+        SampleVolume(volume_stem(name), FILES / name, s, anatomy, description)
         for name, s, anatomy, description in _TABLE
         if split is None or s == split
     ]
