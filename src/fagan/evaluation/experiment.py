@@ -350,7 +350,8 @@ def run_experiment(
             "test volumes come from different subjects"
         )
     volumes = evaluation_volumes(settings.data)  # fail on bad data before any training
-    fid_network = load_inception(fid_weights, pick_device(device)) if fid else None
+    device_t = pick_device(device)
+    fid_network = load_inception(fid_weights, device_t) if fid else None
     gan = settings.recipe == "gan"
     runs = plan(scales, ablation_scale, gan)
     for run in runs:
@@ -378,7 +379,6 @@ def run_experiment(
         log_fn(f"[{i}/{len(runs)}] {run.key}")
         releases[run] = train_run(run, settings, out / "runs", device, log_fn)
 
-    device_t = pick_device(device)
     methods = [
         Method(run.label, run.scale, load_release(path, scale=run.scale, device=device_t)[0])
         for run, path in releases.items()
