@@ -407,11 +407,7 @@ def run_experiment(
     write_tables(tables, out)
     curves = [
         loss_curves(
-            {
-                run.label: out / "runs" / run.key
-                for run in runs
-                if run.scale == s and run.name in BASELINES and not run.options
-            },
+            {name: out / "runs" / Run(name, s).key for name in BASELINES},
             out / "figures" / f"loss_curves_x{s}.png",
             f"Generator loss during training, x{s}",
         )
