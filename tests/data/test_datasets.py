@@ -179,3 +179,27 @@ def test_zoom_range_resizes_slices_deterministically() -> None:
         SliceDataset([volume], 2, zoom_range=(0.5, 1.0))
     with pytest.raises(FaganError, match="0 < lo <= hi"):
         SliceDataset([volume], 2, patch_size=16, zoom_range=(1.0, 0.5))
+
+
+def test_noise_range_adds_rician_noise_to_the_target_and_the_input() -> None:
+    # A half-dark, half-bright volume: the dark half's noisy magnitude is Rayleigh distributed.
+    array = np.zeros((64, 64, 4), np.float32)
+    array[:, 32:] = 1.0
+    volume = Volume(array, np.eye(4), {})
+    kwargs = dict(patch_size=64, seed=5, min_foreground=0.0)
+    plain = SliceDataset([volume], 2, **kwargs)
+    silent = SliceDataset([volume], 2, noise_range=(0.0, 0.0), **kwargs)
+    noisy = SliceDataset([volume], 2, noise_range=(0.1, 0.1), **kwargs)
+    assert torch.equal(silent[1].hr, plain[1].hr)
+    pair = noisy[1]
+    assert torch.equal(pair.hr, noisy[1].hr), "noise depends only on (seed, epoch, index)"
+    assert torch.equal(pair.lr, degrade(pair.hr[None], 2)[0]), "the LR input is made from the noisy patch"
+    hr = pair.hr[0]
+    dark, bright = hr[plain[1].hr[0] == 0], hr[plain[1].hr[0] == 1]
+    assert dark.min() >= 0
+    assert dark.mean().item() == pytest.approx(0.1 * np.sqrt(np.pi / 2), rel=0.1)  # Rayleigh mean
+    assert bright.std().item() == pytest.approx(0.1, rel=0.1)
+    with pytest.raises(FaganError, match="noise_range needs patch_size"):
+        SliceDataset([volume], 2, noise_range=(0.0, 0.1))
+    with pytest.raises(FaganError, match="0 <= lo <= hi"):
+        SliceDataset([volume], 2, patch_size=16, noise_range=(0.1, 0.0))

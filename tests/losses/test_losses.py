@@ -141,3 +141,36 @@ def test_generator_loss_weights_and_terms(vgg19_file, slices):
     assert zero.item() < 1e-6
     pixel_only = GeneratorLoss(PixelLoss("l1"), 1.0, None, 0.0, 0.0)
     assert not pixel_only.adversarial and set(pixel_only(b, a)[1]) == {"pixel", "g_total"}
+
+
+def test_a_vgg16_with_extra_layers_loads_by_the_order_of_its_convolutions(tmp_path):
+    """The layout of ST-LPIPS's VGG16: slices with blur-pool filters between the convolutions
+    (other indices than torchvision's), a scaling layer and 1x1 LPIPS heads."""
+    torch.manual_seed(0)
+    reference = vgg_features("vgg16").state_dict()
+    state: dict[str, torch.Tensor] = {"scaling_layer.shift": torch.zeros(1, 3, 1, 1)}
+    for n, key in enumerate(k for k in reference if k.endswith(".weight")):
+        index = int(key.split(".")[0]) + n // 3  # shifted, as by the blur layers
+        state[f"net.slice{1 + n // 3}.{index}.filt"] = torch.ones(4, 1, 3, 3)
+        state[f"net.slice{1 + n // 3}.{index}.weight"] = reference[key]
+        state[f"net.slice{1 + n // 3}.{index}.bias"] = reference[key.replace("weight", "bias")]
+    state["lin0.model.1.weight"] = torch.ones(1, 64, 1, 1)
+    path = tmp_path / "st-lpips-like.pth"
+    torch.save(state, path)
+    loaded = load_vgg_state_dict("vgg16", path)
+    assert set(loaded) == set(reference) and all(torch.equal(loaded[k], reference[k]) for k in reference)
+    with pytest.raises(FaganError, match="not a VGG19 convolution stack"):
+        load_vgg_state_dict("vgg19", path)
+
+
+def test_packaged_vgg16_is_used_before_a_download(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", pytest.fail)
+    package = tmp_path / "site" / "stlpips_pytorch"
+    (package / "weights" / "vST0.0").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    state = {f"features.{k}": v for k, v in vgg_features("vgg16").state_dict().items()}
+    torch.save(state, package / "weights" / "vST0.0" / "vgg_shift_tolerant.pth")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    loaded = load_vgg_state_dict("vgg16")
+    assert torch.equal(loaded["28.weight"], state["features.28.weight"])

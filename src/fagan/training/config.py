@@ -55,6 +55,7 @@ class DataConfig:
     degradation: str = "bicubic"  # or "kspace"
     min_foreground: float = 0.05
     zoom_range: tuple[float, float] | None = None  # random resize of training slices, e.g. [0.5, 1.0]
+    noise_range: tuple[float, float] | None = None  # Rician noise level of HR patches, e.g. [0, 0.05]
     num_workers: int | None = None  # None: 0 on CPU, min(8, CPUs) on CUDA
     val_slices: int = 32  # cap on full validation slices (evenly spaced over the volumes)
 

@@ -55,6 +55,7 @@ def training_dataset(paths: list[Path], config: DataConfig, scale: int, seed: in
         degradation=config.degradation,
         min_foreground=config.min_foreground,
         zoom_range=config.zoom_range,
+        noise_range=config.noise_range,
     )
 
 
