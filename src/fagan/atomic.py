@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,3 +34,15 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def leftovers(folder: str | os.PathLike, name: str, suffix: str = ".tmp") -> list[Path]:
+    """Temporary files that :func:`atomic_path` calls killed before they could clean up left in
+    ``folder``, for targets whose file name matches the regular expression ``name`` (and that
+    were given ``suffix``): ``.<target name>.<8 characters of [a-z0-9_]><suffix>``, the names
+    ``tempfile.mkstemp`` makes. Sorted; an absent folder has none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    pattern = re.compile(rf"^\.(?:{name})\.[a-z0-9_]{{8}}{re.escape(suffix)}$")
+    return sorted(p for p in folder.iterdir() if pattern.match(p.name) and p.is_file())

@@ -112,7 +112,7 @@ def _kill_and_resume(tmp_path: Path, kills: int, steps: int = STEPS) -> None:
             f"SIGKILL {delay * 1000:.0f} ms after step {step} (last logged {reached}, cut {damaged[-1]})"
         )
         (killed / checkpoint.FOLDER).mkdir(exist_ok=True)
-        (killed / checkpoint.FOLDER / ".step_00000099.pt.k1ll3d.tmp").write_bytes(b"half a checkpoint")
+        (killed / checkpoint.FOLDER / ".step_00000099.pt.k1ll3d_0.tmp").write_bytes(b"half a checkpoint")
         process = _start(["--resume", str(killed), *data], log)
     _finish(process, log)
     _finish(reference, tmp_path / "straight.log")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fagan import FaganError
+from fagan import FaganError, atomic
 from fagan.atomic import atomic_path
 from fagan.data.io import Volume, write_nifti
 
@@ -84,13 +84,7 @@ def save_result(path: str | os.PathLike, volume: Volume, overwrite: bool = False
 def leftovers(path: str | os.PathLike) -> list[Path]:
     """Temporary files that killed runs writing ``path`` left beside it (see the module docstring)."""
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        return []
-    suffix = output_kind(path)
-    # tempfile.mkstemp names: prefix, 8 characters of [a-z0-9_], suffix (fagan.atomic.atomic_path).
-    pattern = re.compile(rf"^\.{re.escape(path.name)}\.[a-z0-9_]{{8}}{re.escape(suffix)}$")
-    return sorted(p for p in folder.iterdir() if pattern.match(p.name) and p.is_file())
+    return atomic.leftovers(path.parent, re.escape(path.name), output_kind(path))
 
 
 def remove_leftovers(path: str | os.PathLike) -> list[Path]:

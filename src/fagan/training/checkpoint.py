@@ -25,14 +25,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from fagan import FaganError
+from fagan import FaganError, atomic
 from fagan.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
 FOLDER = "checkpoints"
 _NAME = re.compile(r"^step_(\d+)\.pt$")
-_LEFTOVER = re.compile(r"^\.step_\d+\.pt(\.sha256)?\..+\.tmp$")  # atomic_path's temporary names
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -51,10 +50,7 @@ def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
 
 def leftovers(run_dir: str | os.PathLike) -> list[Path]:
     """Temporary files of saves that were killed before they could clean up."""
-    folder = Path(run_dir) / FOLDER
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if _LEFTOVER.match(p.name))
+    return atomic.leftovers(Path(run_dir) / FOLDER, r"step_\d+\.pt(?:\.sha256)?")
 
 
 def _sidecar(path: Path) -> Path:
