@@ -57,18 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _options(assignments: list[str]) -> dict:
-    import yaml
+    from fagan.training.config import parse_assignment
 
-    options = {}
-    for text in assignments:
-        key, sep, value = text.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--model-set expects KEY=VALUE (e.g. channels=32), got {text!r}")
-        try:
-            options[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise ValueError(f"--model-set {key}: {value!r} is not a valid value") from None
-    return options
+    return dict(parse_assignment(text, "--model-set", "channels=32") for text in assignments)
 
 
 def run(args: argparse.Namespace) -> int:

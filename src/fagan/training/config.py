@@ -263,16 +263,23 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
     return cls(**values)
 
 
-def apply_override(data: dict[str, Any], assignment: str) -> None:
-    """Apply one ``KEY=VALUE`` override (dotted key, YAML value) to raw config ``data`` in place."""
+def parse_assignment(
+    assignment: str, flag: str = "--set", example: str = "schedule.steps=100"
+) -> tuple[str, Any]:
+    """``"KEY=VALUE"`` -> ``(KEY, VALUE parsed as YAML)``; a FaganError naming ``flag`` if malformed."""
     key, sep, text = assignment.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise FaganError(f"--set expects KEY=VALUE (e.g. schedule.steps=100), got {assignment!r}")
+        raise FaganError(f"{flag} expects KEY=VALUE (e.g. {example}), got {assignment!r}")
     try:
-        value = yaml.safe_load(text)
+        return key, yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise FaganError(f"--set {key}: the value {text!r} is not valid YAML ({exc})") from None
+        raise FaganError(f"{flag} {key}: the value {text!r} is not valid YAML ({exc})") from None
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply one ``KEY=VALUE`` override (dotted key, YAML value) to raw config ``data`` in place."""
+    key, value = parse_assignment(assignment)
     parts = key.split(".")
     cls: Any = TrainConfig
     node = data
