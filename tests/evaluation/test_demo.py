@@ -2,6 +2,7 @@ import csv
 
 import pytest
 
+from fagan import FaganError
 from fagan.cli import main
 from fagan.data.sample import sample_volumes
 from fagan.models import build_generator
@@ -14,11 +15,18 @@ TINY = dict(channels=8, lffb_blocks=1, path_channels=4, residual_blocks=1, head_
 def tiny_demo(monkeypatch, tmp_path):
     """The real demo on the two smallest held-out volumes, with tiny untrained weights."""
     paths = {
-        s: save_release(tmp_path / f"x{s}.safetensors", build_generator("fagan", s, **TINY), "fagan")
+        (s, v): save_release(tmp_path / f"x{s}{v}.safetensors", build_generator("fagan", s, **TINY), "fagan")
         for s in (2, 4)
+        for v in ("psnr", "gan")
     }
+
+    def shipped(scale, variant="psnr"):
+        if scale == 2 and variant == "gan":
+            raise FaganError("no shipped gan weights for x2")
+        return paths[scale, variant]
+
     small = [v for v in sample_volumes("test") if v.name in ("pydicom_MR_small", "nibabel_anatomical")]
-    monkeypatch.setattr("fagan.evaluation.demo.shipped_weights", lambda scale: paths[scale])
+    monkeypatch.setattr("fagan.evaluation.demo.shipped_weights", shipped)
     monkeypatch.setattr("fagan.evaluation.demo.sample_volumes", lambda split: small)
     return tmp_path / "out"
 
@@ -36,3 +44,14 @@ def test_demo_writes_volumes_figures_csv_and_page(tiny_demo, capsys) -> None:
     assert len(rows) == 4 and all(float(r["psnr_bicubic"]) > 10 for r in rows)
     page = (tiny_demo / "index.html").read_text()
     assert page.count("data:image/png;base64,") == 4 and "PSNR / SSIM" in page
+
+
+def test_demo_of_the_gan_variant_names_its_outputs_and_refuses_a_scale_without_it(tiny_demo, capsys) -> None:
+    assert main(["demo", "--out", str(tiny_demo), "--variant", "gan", "--scales", "2", "4"]) == 2
+    assert "no shipped gan weights for x2" in capsys.readouterr().err
+    assert not tiny_demo.exists(), "nothing is written when a scale has no weights"
+    args = ["demo", "--out", str(tiny_demo), "--variant", "gan", "--scales", "4", "--device", "cpu"]
+    assert main(args) == 0
+    names = {p.name for p in tiny_demo.iterdir()}
+    assert {"pydicom_MR_small_x4_fagan-gan.nii.gz", "pydicom_MR_small_x4-gan.png"} <= names
+    assert "FA-GAN (gan) vs bicubic" in (tiny_demo / "index.html").read_text()

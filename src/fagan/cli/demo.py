@@ -9,6 +9,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="upscale the embedded held-out MRI at x2 and x4 and compare with bicubic")
     p.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")
     p.add_argument("--scales", type=int, nargs="+", default=[2, 4], choices=(2, 4, 8))
+    p.add_argument(
+        "--variant",
+        default="psnr",
+        choices=("psnr", "gan"),
+        help="shipped weights: psnr (default, the closest to the measured signal) or gan (sharper texture)",
+    )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.set_defaults(func=run)
 
@@ -25,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")
     print(HEADER)
-    rows = run_demo(out, tuple(args.scales), device=str(pick_device(args.device)))
+    rows = run_demo(out, tuple(args.scales), device=str(pick_device(args.device)), variant=args.variant)
     print(format_summary(rows))
     seconds = time.perf_counter() - start
     print(f"wrote SR volumes, figures, results.csv and index.html to {out}/ in {seconds:.0f} s")

@@ -36,14 +36,22 @@ class DemoRow:
     seconds: float
 
 
-def run_demo(out: Path, scales: tuple[int, ...] = (2, 4), device: str = "cpu", log=print) -> list[DemoRow]:
-    """Run the demo into ``out`` (created if missing) and return one row per volume and scale."""
+def run_demo(
+    out: Path, scales: tuple[int, ...] = (2, 4), device: str = "cpu", log=print, variant: str = "psnr"
+) -> list[DemoRow]:
+    """Run the demo into ``out`` (created if missing) and return one row per volume and scale.
+
+    ``variant`` picks the shipped weights (``"psnr"``, the default, or ``"gan"``); a scale
+    without weights of that variant is an error before anything is written.
+    """
+    weights = {scale: shipped_weights(scale, variant) for scale in scales}
+    suffix, label = ("", "FA-GAN") if variant == "psnr" else (f"-{variant}", f"FA-GAN ({variant})")
     out.mkdir(parents=True, exist_ok=True)
     rows: list[DemoRow] = []
     figures: list[Path] = []
     volumes = sample_volumes("test")
     for scale in scales:
-        generator, meta = load_release(shipped_weights(scale), scale=scale, device=device)
+        generator, meta = load_release(weights[scale], scale=scale, device=device)
         log(f"x{scale}: {meta['model']} weights, {meta.get('steps', '?')} training steps")
         for sample in volumes:
             volume = read_volume(sample.path)
@@ -59,20 +67,20 @@ def run_demo(out: Path, scales: tuple[int, ...] = (2, 4), device: str = "cpu", l
             )
             rows.append(row)
             stem = sample.name  # already without its suffix
-            write_nifti(out / f"{stem}_x{scale}_fagan.nii.gz", sr, pair.hr.affine, overwrite=True)
+            write_nifti(out / f"{stem}_x{scale}_fagan{suffix}.nii.gz", sr, pair.hr.affine, overwrite=True)
             k = hr.shape[2] // 2
             figures.append(
                 comparison_figure(
                     hr[:, :, k],
-                    {"bicubic": bicubic[:, :, k], "FA-GAN": sr[:, :, k]},
-                    f"{sample.name} x{scale}: bicubic {bic.psnr:.2f} dB, FA-GAN {fa.psnr:.2f} dB",
-                    out / f"{stem}_x{scale}.png",
+                    {"bicubic": bicubic[:, :, k], label: sr[:, :, k]},
+                    f"{sample.name} x{scale}: bicubic {bic.psnr:.2f} dB, {label} {fa.psnr:.2f} dB",
+                    out / f"{stem}_x{scale}{suffix}.png",
                 )
             )
             log(format_row(row))
     write_csv(rows, out / "results.csv")
     html_page(
-        "fagan demo: FA-GAN vs bicubic on held-out MRI",
+        f"fagan demo: {label} vs bicubic on held-out MRI",
         [("PSNR / SSIM", format_table(rows))],
         figures,
         out / "index.html",
