@@ -199,12 +199,17 @@ def test_subprocess_error_has_no_traceback(tmp_path) -> None:
 
 
 def test_shipped_weights_are_the_default(tmp_path, capsys) -> None:
-    """Without --weights the shipped FA-GAN weights for the scale are used; no GAN variant ships."""
+    """Without --weights the shipped FA-GAN weights for the scale are used: the PSNR-oriented ones
+    (trained without an adversarial term) unless --variant gan asks for the GAN-trained x4."""
+    import json
+
     from fagan.models.release import read_metadata, shipped_weights
 
-    for scale in (2, 4, 8):
-        meta = read_metadata(shipped_weights(scale))
+    for scale, variant in ((2, "psnr"), (4, "psnr"), (8, "psnr"), (4, "gan")):
+        meta = read_metadata(shipped_weights(scale, variant))
         assert meta["model"] == "fagan" and meta["scale"] == str(scale)
+        loss = json.loads(meta["train_config"])["loss"]
+        assert (loss["adversarial_weight"] > 0) == (variant == "gan")
     _nifti(tmp_path / "lr.nii.gz", shape=(16, 12, 2))
     out = tmp_path / "sr.nii.gz"
     assert (

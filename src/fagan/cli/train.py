@@ -46,7 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--vgg-weights",
         metavar="PATH",
-        help="torchvision VGG19/VGG16 state dict for the perceptual loss (default: torch cache or download)",
+        help="VGG19/VGG16 state dict for the perceptual loss (default: the torch cache, for vgg16 an "
+        "installed fagan[perceptual], or a download)",
     )
     parser.add_argument(
         "--set",
