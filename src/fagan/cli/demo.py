@@ -8,7 +8,13 @@ import argparse
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="upscale the embedded held-out MRI at x2 and x4 and compare with bicubic")
     p.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")
-    p.add_argument("--scales", type=int, nargs="+", default=[2, 4], choices=(2, 4, 8))
+    p.add_argument(
+        "--scales",
+        type=int,
+        nargs="+",
+        choices=(2, 4, 8),
+        help="default: 2 and 4, or with --variant gan the scales that have GAN weights",
+    )
     p.add_argument(
         "--variant",
         default="psnr",
@@ -25,13 +31,15 @@ def run(args: argparse.Namespace) -> int:
 
     from fagan.evaluation.demo import HEADER, format_summary, run_demo
     from fagan.inference import pick_device
+    from fagan.models.release import shipped_scales
 
     start = time.perf_counter()
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")
     print(HEADER)
-    rows = run_demo(out, tuple(args.scales), device=str(pick_device(args.device)), variant=args.variant)
+    scales = args.scales or ([2, 4] if args.variant == "psnr" else shipped_scales(args.variant))
+    rows = run_demo(out, tuple(scales), device=str(pick_device(args.device)), variant=args.variant)
     print(format_summary(rows))
     seconds = time.perf_counter() - start
     print(f"wrote SR volumes, figures, results.csv and index.html to {out}/ in {seconds:.0f} s")

@@ -119,12 +119,21 @@ def load_release(
     return generator.to(device).eval(), meta
 
 
+def _shipped_path(scale: int, variant: str) -> Path:
+    if variant not in VARIANTS:
+        raise FaganError(f"unknown weights variant {variant!r}; valid: {', '.join(VARIANTS)}")
+    return SHIPPED_DIR / f"fagan_x{scale}{VARIANTS[variant]}.safetensors"
+
+
+def shipped_scales(variant: str = "psnr") -> list[int]:
+    """The scales that have shipped weights of ``variant``, smallest first."""
+    return [scale for scale in SCALES if _shipped_path(scale, variant).is_file()]
+
+
 def shipped_weights(scale: int, variant: str = "psnr") -> Path:
     """Path of the weights shipped for ``scale``; a clear error when there are none."""
     check_scale(scale)
-    if variant not in VARIANTS:
-        raise FaganError(f"unknown weights variant {variant!r}; valid: {', '.join(VARIANTS)}")
-    path = SHIPPED_DIR / f"fagan_x{scale}{VARIANTS[variant]}.safetensors"
+    path = _shipped_path(scale, variant)
     if not path.is_file():
         have = sorted(p.name for p in SHIPPED_DIR.glob("*.safetensors")) if SHIPPED_DIR.is_dir() else []
         raise FaganError(
