@@ -22,6 +22,8 @@ from fagan.evaluation.simulate import bicubic_volume, score_volume, simulate_low
 from fagan.inference.upscale import upscale_volume
 from fagan.models.release import load_release, shipped_weights
 
+CARD = "src/fagan/weights/README.md"
+
 
 @dataclass(frozen=True)
 class DemoRow:
@@ -52,7 +54,7 @@ def run_demo(
     volumes = sample_volumes("test")
     for scale in scales:
         generator, meta = load_release(weights[scale], scale=scale, device=device)
-        log(f"x{scale}: {meta['model']} weights, {meta.get('steps', '?')} training steps")
+        log(f"x{scale}: {meta['model']} weights {weights[scale].name} (how they were trained: {CARD})")
         for sample in volumes:
             volume = read_volume(sample.path)
             pair = simulate_low_resolution(volume, scale)
