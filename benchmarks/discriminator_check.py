@@ -6,7 +6,8 @@ Trains a fresh discriminator alone (Adam 1e-4, batch 8 + 8) on HR patches of the
 training split against bicubic upsampling of their LR inputs, the easiest fake there is, and
 prints its loss (ln 4 = 1.386 is chance) and mean real / fake logits every 25 steps. ``--head
 position`` drops the global average pool, so the head's 1x1 layers give one logit per position
-and the loss averages over positions. Last, it prints how close the fakes are: the mean PSNR of
+and the loss averages over positions; ``--highpass`` feeds it only the fine detail
+(``DiscriminatorConfig.highpass``). Last, it prints how close the fakes are: the mean PSNR of
 the bicubic patches against HR. The model card quotes this check for why no x2 GAN variant
 ships.
 """
@@ -23,7 +24,7 @@ from fagan.data.degrade import upsample_bicubic
 from fagan.losses import discriminator_loss
 from fagan.metrics import psnr
 from fagan.models.config import DiscriminatorConfig
-from fagan.models.discriminator import Discriminator
+from fagan.models.discriminator import HIGHPASS_GAIN, Discriminator, highpass
 
 
 def main() -> None:
@@ -32,12 +33,16 @@ def main() -> None:
     parser.add_argument("--patch", type=int, default=48, help="HR patch side")
     parser.add_argument("--head", choices=("pooled", "position"), default="pooled")
     parser.add_argument("--no-sn", action="store_true", help="without spectral normalisation")
+    parser.add_argument("--highpass", action="store_true", help="DiscriminatorConfig.highpass")
     parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--zoom", type=float, nargs=2, metavar=("LO", "HI"), help="data.zoom_range")
     args = parser.parse_args()
     torch.manual_seed(0)
     paths = [v.path for v in sample_volumes("train")]
-    data = SliceDataset(paths, args.scale, axes=(0, 1, 2), patch_size=args.patch, augment=True)
-    d = Discriminator(DiscriminatorConfig(spectral_norm=not args.no_sn))
+    data = SliceDataset(
+        paths, args.scale, axes=(0, 1, 2), patch_size=args.patch, augment=True, zoom_range=args.zoom
+    )
+    d = Discriminator(DiscriminatorConfig(spectral_norm=not args.no_sn, highpass=args.highpass))
     if args.head == "position":
         d.head = nn.Sequential(*list(d.head)[1:])
     opt = torch.optim.Adam(d.parameters(), lr=1e-4, betas=(0.9, 0.999))
@@ -49,7 +54,8 @@ def main() -> None:
         hr = torch.stack([p.hr for p in pairs])
         fake = upsample_bicubic(torch.stack([p.lr for p in pairs]), args.scale)
         fake_psnr.append(float(psnr(fake, hr, 1.0).mean()))
-        logits = d.head(d.features(torch.cat([hr, fake]))).flatten(1)
+        both = torch.cat([hr, fake])
+        logits = d.head(d.features(HIGHPASS_GAIN * highpass(both) if args.highpass else both)).flatten(1)
         real_logits, fake_logits = logits.split(len(pairs))
         loss, _ = discriminator_loss(real_logits, fake_logits)
         opt.zero_grad()

@@ -38,3 +38,18 @@ def test_spectral_norm_can_be_switched_off_for_the_comparison() -> None:
     normed = build_discriminator(channels=8, hidden=16)
     kept = {k.replace(".parametrizations.weight.original", ".weight") for k in normed.state_dict()}
     assert kept - {k for k in kept if k.endswith(("._u", "._v"))} == set(plain.state_dict())
+
+
+def test_highpass_input_sees_only_the_fine_detail() -> None:
+    from fagan.models.discriminator import highpass
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 24, 24)
+    ramp = torch.arange(24.0).expand(24, 24)[None, None] / 24
+    assert highpass(torch.full((1, 1, 8, 8), 0.7)).abs().max() < 1e-6
+    assert highpass(ramp)[..., 1:-1].abs().max() < 1e-6  # a linear ramp has no detail inside
+    d = build_discriminator(channels=8, hidden=16, highpass=True).eval()
+    plain = build_discriminator(channels=8, hidden=16).eval()
+    # An intensity offset or a smooth shading changes what the plain discriminator sees, not this one.
+    torch.testing.assert_close(d(x + 0.3), d(x))
+    assert not torch.allclose(plain(x + 0.3), plain(x))

@@ -83,3 +83,6 @@ class DiscriminatorConfig:
     hidden: int = 1024
     negative_slope: float = 0.2
     spectral_norm: bool = True  # False: plain convolutions (the paper's Fig. 10 comparison)
+    # True: the network sees the image minus its 3x3 local mean (x10), i.e. only the fine detail;
+    # at x2 that is all SR and HR differ in, and the plain input hides it (see Discriminator).
+    highpass: bool = False
