@@ -112,18 +112,8 @@ class SliceDataset(Dataset):
             raise FaganError(f"axes must be distinct values among 0, 1, 2, got {tuple(axes)}")
         if len(volumes) == 0:
             raise FaganError("no volumes given; pass at least one path or Volume")
-        if zoom_range is not None:
-            if patch_size is None:
-                raise FaganError("zoom_range needs patch_size: it is a training augmentation")
-            if not 0.0 < zoom_range[0] <= zoom_range[1]:
-                raise FaganError(f"zoom_range must satisfy 0 < lo <= hi, got {tuple(zoom_range)}")
-        self.zoom_range = None if zoom_range is None else (float(zoom_range[0]), float(zoom_range[1]))
-        if noise_range is not None:
-            if patch_size is None:
-                raise FaganError("noise_range needs patch_size: it is a training augmentation")
-            if not 0.0 <= noise_range[0] <= noise_range[1]:
-                raise FaganError(f"noise_range must satisfy 0 <= lo <= hi, got {tuple(noise_range)}")
-        self.noise_range = None if noise_range is None else (float(noise_range[0]), float(noise_range[1]))
+        self.zoom_range = _augmentation_range("zoom_range", zoom_range, patch_size, zero_allowed=False)
+        self.noise_range = _augmentation_range("noise_range", noise_range, patch_size, zero_allowed=True)
         self.patch_size = patch_size
         self.augment = augment
         self.seed = int(seed)
@@ -243,6 +233,22 @@ class SliceDataset(Dataset):
             if fraction >= self.min_foreground:
                 break
         return best
+
+
+def _augmentation_range(
+    name: str, value: tuple[float, float] | None, patch_size: int | None, zero_allowed: bool
+) -> tuple[float, float] | None:
+    """``value`` as floats, checked: a training augmentation needs ``patch_size``, and its range
+    must satisfy ``0 < lo <= hi`` (``0 <= lo <= hi`` when ``zero_allowed``); FaganError otherwise."""
+    if value is None:
+        return None
+    if patch_size is None:
+        raise FaganError(f"{name} needs patch_size: it is a training augmentation")
+    low_ok = 0.0 <= value[0] if zero_allowed else 0.0 < value[0]
+    if not (low_ok and value[0] <= value[1]):
+        bound = "<=" if zero_allowed else "<"
+        raise FaganError(f"{name} must satisfy 0 {bound} lo <= hi, got {tuple(value)}")
+    return float(value[0]), float(value[1])
 
 
 def _rician(patch: torch.Tensor, sigma: float, rng: np.random.Generator) -> torch.Tensor:
