@@ -24,11 +24,16 @@ from fagan.inference.upscale import upscale_volume
 from fagan.models.release import SHIPPED_DIR, load_release
 
 
-def detail_rms(volume: np.ndarray) -> float:
-    """RMS of the Haar HH band of every slice along the last axis (in-plane axes 0 and 1)."""
+def haar_hh(volume: np.ndarray) -> np.ndarray:
+    """The finest diagonal Haar detail (HH band) of every slice along the last axis, in-plane
+    axes 0 and 1 cropped to even sizes: ``(X, Y, Z) -> (X // 2, Y // 2, Z)``."""
     x = volume[: volume.shape[0] // 2 * 2, : volume.shape[1] // 2 * 2]
-    hh = (x[0::2, 0::2] - x[1::2, 0::2] - x[0::2, 1::2] + x[1::2, 1::2]) / 2
-    return float(np.sqrt(np.mean(hh.astype(np.float64) ** 2)))
+    return (x[0::2, 0::2] - x[1::2, 0::2] - x[0::2, 1::2] + x[1::2, 1::2]) / 2
+
+
+def detail_rms(volume: np.ndarray) -> float:
+    """RMS of :func:`haar_hh` of ``volume``."""
+    return float(np.sqrt(np.mean(haar_hh(volume).astype(np.float64) ** 2)))
 
 
 def main() -> None:
