@@ -24,7 +24,7 @@ from fagan.data.degrade import upsample_bicubic
 from fagan.losses import discriminator_loss
 from fagan.metrics import psnr
 from fagan.models.config import DiscriminatorConfig
-from fagan.models.discriminator import HIGHPASS_GAIN, Discriminator, highpass
+from fagan.models.discriminator import Discriminator
 
 
 def main() -> None:
@@ -54,8 +54,7 @@ def main() -> None:
         hr = torch.stack([p.hr for p in pairs])
         fake = upsample_bicubic(torch.stack([p.lr for p in pairs]), args.scale)
         fake_psnr.append(float(psnr(fake, hr, 1.0).mean()))
-        both = torch.cat([hr, fake])
-        logits = d.head(d.features(HIGHPASS_GAIN * highpass(both) if args.highpass else both)).flatten(1)
+        logits = d(torch.cat([hr, fake])).view(2 * len(pairs), -1)  # a row of logits per image
         real_logits, fake_logits = logits.split(len(pairs))
         loss, _ = discriminator_loss(real_logits, fake_logits)
         opt.zero_grad()
