@@ -146,6 +146,36 @@ def test_sample_stream_splits_epochs_between_ranks_and_resumes_in_place():
     assert [i for _, i in head[:10]] != [i for _, i in head[10:20]]
 
 
+def test_volume_balanced_stream_draws_each_volume_equally_often_and_resumes():
+    # volume 0 has 90 slices, volume 1 has 10: by slices volume 1 would get 10% of the draws
+    groups = [0] * 90 + [1] * 10
+    stream = iter(SampleStream(100, seed=5, groups=groups))
+    draws = [next(stream) for _ in range(4000)]
+    share = sum(groups[i] for _, i in draws) / len(draws)
+    assert 0.45 < share < 0.55
+    assert {i for _, i in draws} == set(range(100))  # every slice of both volumes is drawn
+    assert [e for e, _ in draws[:200]] == [0] * 100 + [1] * 100
+    resumed = iter(SampleStream(100, seed=5, start=150, groups=groups))
+    assert [next(resumed) for _ in range(20)] == draws[150:170]
+    with pytest.raises(FaganError, match="groups has 3 entries"):
+        SampleStream(100, seed=5, groups=[0, 1, 1])
+
+
+def test_balance_by_volumes_reaches_the_stream_and_unknown_values_are_refused(tmp_path, monkeypatch):
+    seen: list = []
+
+    class Recording(SampleStream):
+        def __init__(self, *args, **kwargs):
+            seen.append(kwargs.get("groups"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr("fagan.training.trainer.SampleStream", Recording)
+    train(tiny_config("data.balance=volumes", "schedule.steps=2"), tmp_path / "run", device="cpu")
+    assert seen[0] is not None and set(seen[0]) == set(range(len(sample_volumes("train"))))
+    with pytest.raises(FaganError, match="data.balance"):
+        tiny_config("data.balance=subjects")
+
+
 def test_ema_and_step_decay():
     source = torch.nn.Linear(2, 2)
     ema = EMA(source, decay=0.9)

@@ -43,6 +43,10 @@ class ModelConfig:
     init_weights: str | None = None  # a release .safetensors to initialise the generator from
 
 
+#: How training slices are drawn: each slice equally often, or each volume equally often.
+BALANCES = ("slices", "volumes")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Training patches and validation slices."""
@@ -56,6 +60,7 @@ class DataConfig:
     min_foreground: float = 0.05
     zoom_range: tuple[float, float] | None = None  # random resize of training slices, e.g. [0.5, 1.0]
     noise_range: tuple[float, float] | None = None  # Rician noise level of HR patches, e.g. [0, 0.05]
+    balance: str = "slices"  # "slices": every slice equally often; "volumes": every volume
     num_workers: int | None = None  # None: 0 on CPU, min(8, CPUs) on CUDA
     val_slices: int = 32  # cap on full validation slices (evenly spaced over the volumes)
 
@@ -165,6 +170,8 @@ def check(config: TrainConfig) -> None:
     ):
         if value < low:
             fail(key, f"must be at least {low}, not {value}")
+    if d.balance not in BALANCES:
+        fail("data.balance", f"must be one of {', '.join(BALANCES)}, not {d.balance!r}")
     if d.num_workers is not None and d.num_workers < 0:
         fail("data.num_workers", f"must be at least 0 (or null for automatic), not {d.num_workers}")
     if lo.pixel not in PIXEL_LOSSES:

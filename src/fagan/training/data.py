@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -80,13 +80,38 @@ class SampleStream(Sampler):
     as in ``DistributedSampler``); rank ``r`` of ``w`` takes every ``w``-th entry from ``r``, so the
     ranks see disjoint slices, and the remainder is dropped so all ranks have equal epochs.
     The stream depends only on its arguments, so a resumed run continues it exactly.
+
+    With ``groups`` (the volume of each slice) an epoch is instead ``size`` draws, with
+    replacement, in which every volume is equally likely and a volume's slices equally likely
+    among themselves: a 10-slice scan is then seen as often as a 600-slice template.
     """
 
-    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1, start: int = 0) -> None:
+    def __init__(
+        self,
+        size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        start: int = 0,
+        groups: Sequence[int] | None = None,
+    ) -> None:
         if size < world_size:
             raise FaganError(f"{size} training slices cannot be shared among {world_size} processes")
         self.size, self.seed, self.rank, self.world_size, self.start = size, seed, rank, world_size, start
         self.per_rank = size // world_size
+        self.weights: torch.Tensor | None = None
+        if groups is not None:
+            if len(groups) != size:
+                raise FaganError(f"groups has {len(groups)} entries for {size} training slices")
+            group = torch.as_tensor(list(groups))
+            counts = torch.bincount(group).double()
+            self.weights = 1.0 / (counts[group] * torch.count_nonzero(counts))
+
+    def _order(self, epoch: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(self.seed + epoch)
+        if self.weights is None:
+            return torch.randperm(self.size, generator=generator)
+        return torch.multinomial(self.weights, self.size, replacement=True, generator=generator)
 
     def position(self, sample: int) -> tuple[int, int]:
         """``(epoch, position within the epoch)`` of this rank's ``sample``-th sample."""
@@ -97,8 +122,7 @@ class SampleStream(Sampler):
         while True:
             epoch, pos = self.position(sample)
             if cached[0] != epoch:
-                generator = torch.Generator().manual_seed(self.seed + epoch)
-                cached = (epoch, torch.randperm(self.size, generator=generator))
+                cached = (epoch, self._order(epoch))
             yield epoch, int(cached[1][self.rank + pos * self.world_size])
             sample += 1
 

@@ -407,7 +407,10 @@ def _train(
         save_config(config, run_dir / "config.yaml")
 
     batch = config.data.batch_size
-    stream = SampleStream(len(dataset), config.seed, runtime.rank, runtime.world_size, start=samples)
+    groups = [e.volume for e in dataset.entries] if config.data.balance == "volumes" else None
+    stream = SampleStream(
+        len(dataset), config.seed, runtime.rank, runtime.world_size, start=samples, groups=groups
+    )
     workers = (
         config.data.num_workers if config.data.num_workers is not None else default_workers(runtime.cuda)
     )
