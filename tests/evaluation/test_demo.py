@@ -56,3 +56,18 @@ def test_demo_of_the_gan_variant_names_its_outputs_and_refuses_a_scale_without_i
     names = {p.name for p in tiny_demo.iterdir()}
     assert {"pydicom_MR_small_x4_fagan-gan.nii.gz", "pydicom_MR_small_x4-gan.png"} <= names
     assert "FA-GAN (gan) vs bicubic" in (tiny_demo / "index.html").read_text()
+
+
+def test_demo_self_ensemble_changes_the_scores(tiny_demo, tmp_path) -> None:
+    assert main(["demo", "--out", str(tiny_demo), "--scales", "2", "--device", "cpu"]) == 0
+    ensemble_out = tmp_path / "ensemble"
+    args = ["demo", "--out", str(ensemble_out), "--scales", "2", "--device", "cpu", "--self-ensemble"]
+    assert main(args) == 0
+    rows = {}
+    for name, folder in (("plain", tiny_demo), ("ensemble", ensemble_out)):
+        with open(folder / "results.csv") as f:
+            rows[name] = {r["volume"]: r for r in csv.DictReader(f)}
+    assert rows["plain"].keys() == rows["ensemble"].keys()
+    for volume, row in rows["plain"].items():
+        assert row["psnr_bicubic"] == rows["ensemble"][volume]["psnr_bicubic"]
+        assert row["psnr_fagan"] != rows["ensemble"][volume]["psnr_fagan"]

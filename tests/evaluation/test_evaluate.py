@@ -83,6 +83,15 @@ def test_evaluate_scores_every_method_beside_bicubic(tmp_path) -> None:
         evaluate(volumes, [Method("bicubic", 2)])
 
 
+def test_self_ensemble_reaches_the_networks_but_not_bicubic(tmp_path) -> None:
+    volumes = evaluation_volumes(phantom_manifest(tmp_path / "data"))[:1]
+    torch.manual_seed(0)
+    methods = [Method("fagan", 2, build_generator("fagan", 2, **TINY).eval())]
+    plain, ensemble = (evaluate(volumes, methods, self_ensemble=flag).rows for flag in (False, True))
+    assert plain[0].method == "bicubic" and plain[0].psnr == ensemble[0].psnr
+    assert plain[1].method == "fagan" and plain[1].psnr != ensemble[1].psnr
+
+
 def test_largest_volume_per_anatomy_is_shown() -> None:
     volumes = [("a", "brain", (2, 30, 30)), ("b", "brain", (64, 64, 1)), ("c", "knee", (8, 8, 8))]
     assert largest_per_anatomy(volumes) == ["b", "c"]

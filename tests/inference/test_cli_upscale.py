@@ -232,3 +232,20 @@ def test_shipped_weights_are_the_default(tmp_path, capsys) -> None:
         "no shipped gan weights for x8",
     )
     assert not (tmp_path / "x8.nii.gz").exists()
+
+
+def test_self_ensemble_flag_averages_the_eight_transforms(tmp_path, weights_dir) -> None:
+    from fagan.data.io import read_volume
+    from fagan.inference import upscale_volume
+    from fagan.models.release import load_release
+
+    _nifti(tmp_path / "lr.nii.gz")
+    weights = str(weights_dir / "x2.safetensors")
+    for name, extra in (("plain", []), ("ensemble", ["--self-ensemble"])):
+        args = ["upscale", str(tmp_path / "lr.nii.gz"), "-o", str(tmp_path / f"{name}.nii.gz")]
+        assert main([*args, "--scale", "2", "--weights", weights, *extra]) == 0
+    plain, ensemble = (nib.load(tmp_path / f"{n}.nii.gz").get_fdata() for n in ("plain", "ensemble"))
+    generator, _ = load_release(weights_dir / "x2.safetensors")
+    expected = upscale_volume(read_volume(tmp_path / "lr.nii.gz"), generator, self_ensemble=True).array
+    np.testing.assert_allclose(ensemble, expected, rtol=1e-4, atol=1e-2)
+    assert np.abs(ensemble - plain).max() > 1e-2

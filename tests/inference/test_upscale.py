@@ -60,3 +60,47 @@ def test_intensities_come_back_in_input_units() -> None:
     raw = torch.from_numpy(np.moveaxis(array, 2, 0))[:, None]
     bicubic = torch.nn.functional.interpolate(raw, scale_factor=4, mode="bicubic", align_corners=False)
     np.testing.assert_allclose(out.array, np.moveaxis(bicubic[:, 0].numpy(), 0, 2), atol=0.05)
+
+
+class _Bicubic(torch.nn.Module):
+    """Plain bicubic upsampling: the same under every rotation and mirror image."""
+
+    scale = 2
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.interpolate(lr, scale_factor=2, mode="bicubic", align_corners=False)
+
+
+def test_self_ensemble_averages_the_eight_rotations_and_mirror_images() -> None:
+    generator = tiny_generator(2)
+    lr = torch.rand(2, 1, 12, 17)  # not square: rotations swap the sides
+    ensemble = upscale_batch(generator, lr, tile=0, self_ensemble=True)
+    by_hand = []
+    for k in range(4):
+        for flip in (False, True):
+            x = torch.rot90(lr, k, (2, 3))
+            x = x.flip(3) if flip else x
+            y = upscale_batch(generator, x, tile=0)
+            y = y.flip(3) if flip else y
+            by_hand.append(torch.rot90(y, -k, (2, 3)))
+    assert ensemble.shape == (2, 1, 24, 34)
+    torch.testing.assert_close(ensemble, torch.stack(by_hand).mean(0), rtol=1e-5, atol=1e-6)
+    # the network is not symmetric, so the average differs from the plain output...
+    assert (ensemble - upscale_batch(generator, lr, tile=0)).abs().max() > 1e-4
+    # ...while for a symmetric upsampler every transform gives back the same image
+    torch.testing.assert_close(
+        upscale_batch(_Bicubic(), lr, tile=0, self_ensemble=True), upscale_batch(_Bicubic(), lr, tile=0)
+    )
+
+
+def test_self_ensemble_reaches_whole_volumes_and_tiles() -> None:
+    array = np.random.default_rng(1).random((20, 14, 3)).astype(np.float32) * 100
+    volume = Volume(array, np.eye(4), {})
+    outputs = {}
+    for name, generator in (("net", tiny_generator(2)), ("bicubic", _Bicubic())):
+        for ensemble in (False, True):
+            result = upscale_volume(volume, generator, tile=8, overlap=2, self_ensemble=ensemble)
+            outputs[name, ensemble] = result.array
+    assert all(a.shape == (40, 28, 3) for a in outputs.values())
+    assert np.abs(outputs["net", True] - outputs["net", False]).max() > 1e-3
+    np.testing.assert_allclose(outputs["bicubic", True], outputs["bicubic", False], rtol=1e-5, atol=1e-3)

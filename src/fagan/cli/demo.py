@@ -21,6 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=("psnr", "gan"),
         help="shipped weights: psnr (default, the closest to the measured signal) or gan (sharper texture)",
     )
+    p.add_argument(
+        "--self-ensemble",
+        action="store_true",
+        help="average each slice's 8 rotations and mirror images (more accurate, 8x slower)",
+    )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.set_defaults(func=run)
 
@@ -39,7 +44,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {out} exists and is not a folder")
     print(HEADER)
     scales = args.scales or ([2, 4] if args.variant == "psnr" else shipped_scales(args.variant))
-    rows = run_demo(out, tuple(scales), device=str(pick_device(args.device)), variant=args.variant)
+    rows = run_demo(
+        out,
+        tuple(scales),
+        device=str(pick_device(args.device)),
+        variant=args.variant,
+        self_ensemble=args.self_ensemble,
+    )
     print(format_summary(rows))
     seconds = time.perf_counter() - start
     print(f"wrote SR volumes, figures, results.csv and index.html to {out}/ in {seconds:.0f} s")

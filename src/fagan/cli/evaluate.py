@@ -40,6 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     fid.add_argument("--fid", action="store_true", help="also compute FID (needs the FID network)")
     fid.add_argument("--fid-weights", metavar="PATH", help="TorchScript FID Inception file (implies --fid)")
     p.add_argument("--figures", action="store_true", help="write a comparison figure per volume and scale")
+    p.add_argument(
+        "--self-ensemble",
+        action="store_true",
+        help="run the networks on each slice's 8 rotations and mirror images and average (8x slower)",
+    )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.set_defaults(func=run)
 
@@ -105,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         figures_dir=out / "figures" if args.figures else None,
         figure_volumes=[v.name for v in volumes] if args.figures else (),
         progress=print,
+        self_ensemble=args.self_ensemble,
     )
     main = psnr_ssim_tables(ev)
     tables = main + psnr_ssim_tables(ev, foreground=True) + ([fid_table(ev, "fid")] if ev.fid else [])

@@ -30,6 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=4, help="slices per network call (default 4)")
     p.add_argument("--tile", type=int, default=128, help="tile side in input pixels; 0 disables tiling")
     p.add_argument("--frame", type=int, help="frame of a 4D input to upscale")
+    p.add_argument(
+        "--self-ensemble",
+        action="store_true",
+        help="average the outputs of each slice's 8 rotations and mirror images: more accurate, 8x slower",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.set_defaults(func=run)
 
@@ -82,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
             tile=args.tile,
             device=device,
             progress=sys.stderr.isatty(),
+            self_ensemble=args.self_ensemble,
         )
         save_result(output, result, overwrite=args.overwrite)
     except MemoryError:

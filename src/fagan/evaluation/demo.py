@@ -39,12 +39,18 @@ class DemoRow:
 
 
 def run_demo(
-    out: Path, scales: tuple[int, ...] = (2, 4), device: str = "cpu", log=print, variant: str = "psnr"
+    out: Path,
+    scales: tuple[int, ...] = (2, 4),
+    device: str = "cpu",
+    log=print,
+    variant: str = "psnr",
+    self_ensemble: bool = False,
 ) -> list[DemoRow]:
     """Run the demo into ``out`` (created if missing) and return one row per volume and scale.
 
     ``variant`` picks the shipped weights (``"psnr"``, the default, or ``"gan"``); a scale
-    without weights of that variant is an error before anything is written.
+    without weights of that variant is an error before anything is written. ``self_ensemble``
+    upscales with the geometric self-ensemble (:func:`fagan.inference.upscale_batch`).
     """
     weights = {scale: shipped_weights(scale, variant) for scale in scales}
     suffix, label = ("", "FA-GAN") if variant == "psnr" else (f"-{variant}", f"FA-GAN ({variant})")
@@ -59,7 +65,7 @@ def run_demo(
             volume = read_volume(sample.path)
             pair = simulate_low_resolution(volume, scale)
             start = time.perf_counter()
-            sr = upscale_volume(pair.lr, generator, device=device).array
+            sr = upscale_volume(pair.lr, generator, device=device, self_ensemble=self_ensemble).array
             seconds = time.perf_counter() - start
             bicubic = bicubic_volume(pair.lr, scale)
             hr = pair.hr.array

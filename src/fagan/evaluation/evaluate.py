@@ -118,8 +118,12 @@ def evaluate(
     figure_volumes: Sequence[str] | None = None,
     figure_methods: Sequence[str] | None = None,
     progress: Callable[[str], None] = log.info,
+    self_ensemble: bool = False,
 ) -> Evaluation:
     """Score every method (plus bicubic) on every volume at each method's scale.
+
+    ``self_ensemble`` runs every network with the geometric self-ensemble
+    (:func:`fagan.inference.upscale_batch`).
 
     With ``figures_dir``, the volumes named in ``figure_volumes`` (default: per anatomy, the
     one with the largest slices) get a comparison figure per scale: HR, bicubic and each method
@@ -161,7 +165,9 @@ def evaluate(
                 if method.generator is None:
                     sr = bicubic_volume(pair.lr, scale, axis)
                 else:
-                    sr = upscale_volume(pair.lr, method.generator, axis=axis, device=device).array
+                    sr = upscale_volume(
+                        pair.lr, method.generator, axis=axis, device=device, self_ensemble=self_ensemble
+                    ).array
                 seconds = time.perf_counter() - start
                 s = score_volume(sr, hr, axis, mask=mask)
                 result.rows.append(Row(method.name, scale, info.name, info.anatomy, *s, seconds))
