@@ -52,7 +52,8 @@ class SliceDataset(Dataset):
     back with ``scalings[volume].invert``), and held in memory as a float32 tensor.
 
     Slices whose foreground fraction (normalised intensity > 0.05) is below ``min_foreground``
-    are skipped, as are slices smaller than ``patch_size`` (or than ``scale`` without patches).
+    are skipped, as are slices smaller than ``patch_size`` (or than ``scale`` without patches)
+    or with a side shorter than ``min_side`` (validation sets it to SSIM's window).
     ``max_slices_per_volume`` keeps that many evenly spaced slices of each volume.
 
     Training (``patch_size`` set, the HR patch side, divisible by ``scale``): intensities are
@@ -97,6 +98,7 @@ class SliceDataset(Dataset):
         p_high: float = 99.5,
         zoom_range: tuple[float, float] | None = None,
         noise_range: tuple[float, float] | None = None,
+        min_side: int = 1,
     ) -> None:
         self.scale = check_scale(scale)
         self.degradation = check_method(degradation)
@@ -120,6 +122,7 @@ class SliceDataset(Dataset):
         self.epoch = 0
         self.min_foreground = float(min_foreground)
         self.axes = tuple(int(a) for a in axes)
+        self.min_side = int(min_side)
 
         self.names: list[str] = []
         self.scalings: list[IntensityScaling] = []
@@ -144,7 +147,7 @@ class SliceDataset(Dataset):
 
     def _keep(self, v: int, data: torch.Tensor, limit: int | None) -> list[SliceEntry]:
         """The entries of volume ``v`` that pass the size and foreground tests."""
-        need = self.patch_size or self.scale
+        need = max(self.patch_size or self.scale, self.min_side)
         kept: list[SliceEntry] = []
         foreground = data > FOREGROUND_THRESHOLD
         for axis in self.axes:

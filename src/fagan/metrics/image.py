@@ -15,6 +15,9 @@ import torch.nn.functional as F
 
 from fagan import FaganError
 
+#: Side of SSIM's Gaussian window: an image must be at least this large in both directions.
+SSIM_WINDOW = 11
+
 
 def _check(sr: torch.Tensor, hr: torch.Tensor, data_range: float) -> None:
     if sr.shape != hr.shape or sr.ndim != 4:
@@ -36,7 +39,9 @@ def psnr(sr: torch.Tensor, hr: torch.Tensor, data_range: float) -> torch.Tensor:
     return (10 * torch.log10(data_range**2 / mse)).to(sr.dtype if sr.is_floating_point() else torch.float32)
 
 
-def gaussian_window(size: int = 11, sigma: float = 1.5, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def gaussian_window(
+    size: int = SSIM_WINDOW, sigma: float = 1.5, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
     """The normalised 1D Gaussian ``(size,)`` that is separably applied as SSIM's window."""
     x = torch.arange(size, dtype=dtype) - (size - 1) / 2
     g = torch.exp(-0.5 * (x / sigma) ** 2)
@@ -47,7 +52,7 @@ def ssim_map(
     sr: torch.Tensor,
     hr: torch.Tensor,
     data_range: float,
-    window_size: int = 11,
+    window_size: int = SSIM_WINDOW,
     sigma: float = 1.5,
     k1: float = 0.01,
     k2: float = 0.03,
@@ -84,7 +89,7 @@ def ssim(
     sr: torch.Tensor,
     hr: torch.Tensor,
     data_range: float,
-    window_size: int = 11,
+    window_size: int = SSIM_WINDOW,
     sigma: float = 1.5,
     k1: float = 0.01,
     k2: float = 0.03,

@@ -14,6 +14,7 @@ from fagan import FaganError
 from fagan.data import SliceDataset, SlicePair
 from fagan.data.manifest import Manifest, scan_volumes
 from fagan.data.sample import sample_volumes
+from fagan.metrics.image import SSIM_WINDOW
 from fagan.training.config import DataConfig
 
 SAMPLE_SOURCE = "fagan.data.sample"
@@ -60,7 +61,8 @@ def training_dataset(paths: list[Path], config: DataConfig, scale: int, seed: in
 
 
 def validation_dataset(paths: list[Path], config: DataConfig, scale: int) -> SliceDataset | None:
-    """At most ``config.val_slices`` full slices, evenly spaced over the volumes; None if none."""
+    """At most ``config.val_slices`` full slices at least SSIM's window wide, evenly spaced over the
+    volumes; None if none."""
     if not paths or config.val_slices == 0:
         return None
     return SliceDataset(
@@ -70,6 +72,7 @@ def validation_dataset(paths: list[Path], config: DataConfig, scale: int) -> Sli
         degradation=config.degradation,
         min_foreground=config.min_foreground,
         max_slices_per_volume=math.ceil(config.val_slices / len(paths)),
+        min_side=SSIM_WINDOW,  # validation scores SSIM: thin cuts of a 10-slice volume cannot be scored
     )
 
 
