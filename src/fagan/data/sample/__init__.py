@@ -1,10 +1,8 @@
 """Real MRI shipped with fagan (see ``files/README.md`` for provenance and licences).
 
-The split is fixed: five files to train on (two population-average templates and three scans
-of real people), two to validate on (a template and a real scan), and five held-out test
+The split is fixed: two volumes to train on, one to validate on, and five held-out test
 images (brain volumes and slices, a multi-frame DICOM, an abdomen and a shoulder slice) that
-are never trained on. The real scans come from other projects than the test images, so no
-person is in two splits.
+are never trained on.
 """
 
 from __future__ import annotations
@@ -45,16 +43,7 @@ _TABLE: tuple[tuple[str, str, str, str], ...] = (
         "head",
         "mean T1 head with skull and face, sagittal, 176x256x256 at 1x0.98x0.98 mm (pydeface)",
     ),
-    ("dipy_t1_coronal_slice.npy", "train", "brain", "one coronal T1 slice of one person, 256x256 (dipy)"),
-    (
-        "dipy_test_piesno.nii.gz",
-        "train",
-        "brain",
-        "diffusion-weighted EPI of one person, noisy, 96x96x14 (dipy)",
-    ),
-    ("dipy_aniso_vox.nii.gz", "train", "brain", "b0 EPI of one person, 58x58x24 at 4x4x5 mm (dipy)"),
     ("fsl_mni152_t1_2mm.nii.gz", "val", "brain", "FSL MNI152 T1 average with skull, 91x109x91 at 2 mm"),
-    ("dipy_S0_10slices.nii.gz", "val", "brain", "b0 EPI of one person, 10 slices of 128x128 at 2 mm (dipy)"),
     ("nibabel_anatomical.nii", "test", "brain", "T1 of one person, 33x41x25 at 2 mm, big-endian (nibabel)"),
     ("pydicom_MR_small.dcm", "test", "brain", "one head MR slice, 64x64 at 0.31 mm (pydicom)"),
     ("pydicomdata_emri_small.dcm", "test", "brain", "enhanced multi-frame head MR, 10 frames of 64x64"),
