@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from fagan import FaganError
-from fagan.data import sample_volumes
+from fagan.data import Volume, sample_volumes
 from fagan.losses import pixel as pixel_module
 from fagan.models import build_generator
 from fagan.models.release import load_release, read_metadata
 from fagan.training import checkpoint, export_release, load_config, train, train_step
-from fagan.training.data import SampleStream, training_dataset
+from fagan.training.data import SampleStream, training_dataset, validation_dataset
 from fagan.training.distributed import Runtime
 from fagan.training.ema import EMA
 from fagan.training.logs import read_jsonl
@@ -174,6 +175,17 @@ def test_balance_by_volumes_reaches_the_stream_and_unknown_values_are_refused(tm
     assert seen[0] is not None and set(seen[0]) == set(range(len(sample_volumes("train"))))
     with pytest.raises(FaganError, match="data.balance"):
         tiny_config("data.balance=subjects")
+
+
+def test_validation_skips_cuts_too_thin_for_ssim():
+    # a 10-slice volume cut along axes 0 and 1 gives 64x10 images: SSIM cannot score them
+    thin = Volume(np.random.default_rng(0).random((64, 64, 10), dtype=np.float32), np.eye(4), {})
+    config = tiny_config("data.axes=[0,1,2]", "data.val_slices=400")
+    val = validation_dataset([sample_volumes("val")[0].path, thin], config.data, 4)
+    sides = [min(val.slice_image(i).shape) for i in range(len(val))]
+    assert min(sides) >= 11
+    assert {e.volume for e in val.entries} == {0, 1}
+    assert {e.axis for e in val.entries if e.volume == 1} == {2}
 
 
 def test_ema_and_step_decay():
