@@ -58,16 +58,19 @@ def test_demo_of_the_gan_variant_names_its_outputs_and_refuses_a_scale_without_i
     assert "FA-GAN (gan) vs bicubic" in (tiny_demo / "index.html").read_text()
 
 
-def test_demo_self_ensemble_changes_the_scores(tiny_demo, tmp_path) -> None:
-    assert main(["demo", "--out", str(tiny_demo), "--scales", "2", "--device", "cpu"]) == 0
-    ensemble_out = tmp_path / "ensemble"
-    args = ["demo", "--out", str(ensemble_out), "--scales", "2", "--device", "cpu", "--self-ensemble"]
-    assert main(args) == 0
+def test_demo_self_ensemble_and_consistency_flags_change_the_scores(tiny_demo, tmp_path) -> None:
+    runs = {"default": [], "ensemble": ["--self-ensemble"], "raw": ["--no-consistency"]}
     rows = {}
-    for name, folder in (("plain", tiny_demo), ("ensemble", ensemble_out)):
+    for name, extra in runs.items():
+        folder = tmp_path / name
+        assert main(["demo", "--out", str(folder), "--scales", "2", "--device", "cpu", *extra]) == 0
         with open(folder / "results.csv") as f:
             rows[name] = {r["volume"]: r for r in csv.DictReader(f)}
-    assert rows["plain"].keys() == rows["ensemble"].keys()
-    for volume, row in rows["plain"].items():
-        assert row["psnr_bicubic"] == rows["ensemble"][volume]["psnr_bicubic"]
+    for volume, row in rows["default"].items():
+        assert (
+            row["psnr_bicubic"]
+            == rows["ensemble"][volume]["psnr_bicubic"]
+            == rows["raw"][volume]["psnr_bicubic"]
+        )
         assert row["psnr_fagan"] != rows["ensemble"][volume]["psnr_fagan"]
+        assert float(row["psnr_fagan"]) > float(rows["raw"][volume]["psnr_fagan"])

@@ -83,13 +83,16 @@ def test_evaluate_scores_every_method_beside_bicubic(tmp_path) -> None:
         evaluate(volumes, [Method("bicubic", 2)])
 
 
-def test_self_ensemble_reaches_the_networks_but_not_bicubic(tmp_path) -> None:
+def test_self_ensemble_and_consistency_reach_the_networks_but_not_bicubic(tmp_path) -> None:
     volumes = evaluation_volumes(phantom_manifest(tmp_path / "data"))[:1]
     torch.manual_seed(0)
     methods = [Method("fagan", 2, build_generator("fagan", 2, **TINY).eval())]
     plain, ensemble = (evaluate(volumes, methods, self_ensemble=flag).rows for flag in (False, True))
     assert plain[0].method == "bicubic" and plain[0].psnr == ensemble[0].psnr
     assert plain[1].method == "fagan" and plain[1].psnr != ensemble[1].psnr
+    # the consistency projection (on by default) can only bring an output closer to the HR
+    raw = evaluate(volumes, methods, consistency=False).rows
+    assert raw[0].psnr == plain[0].psnr and raw[1].psnr < plain[1].psnr
 
 
 def test_largest_volume_per_anatomy_is_shown() -> None:

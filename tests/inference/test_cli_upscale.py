@@ -249,3 +249,42 @@ def test_self_ensemble_flag_averages_the_eight_transforms(tmp_path, weights_dir)
     expected = upscale_volume(read_volume(tmp_path / "lr.nii.gz"), generator, self_ensemble=True).array
     np.testing.assert_allclose(ensemble, expected, rtol=1e-4, atol=1e-2)
     assert np.abs(ensemble - plain).max() > 1e-2
+
+
+def test_consistency_is_on_for_bicubic_weights_and_off_for_kspace_ones(tmp_path, weights_dir, caplog) -> None:
+    import torch
+
+    from fagan.data.degrade import degrade
+    from fagan.models.release import save_release
+
+    from .conftest import tiny_generator
+
+    caplog.set_level("INFO", logger="fagan")
+    array, _ = _nifti(tmp_path / "lr.nii.gz", shape=(12, 10, 3))
+    kspace = save_release(
+        tmp_path / "kspace.safetensors",
+        tiny_generator(2),
+        "fagan",
+        metadata={"train_config": {"data": {"degradation": "kspace"}}},
+    )
+    runs = {
+        "default": [str(weights_dir / "x2.safetensors")],
+        "off": [str(weights_dir / "x2.safetensors"), "--no-consistency"],
+        "kspace": [str(kspace)],
+    }
+    out = {}
+    for name, extra in runs.items():
+        path = tmp_path / f"{name}.nii.gz"
+        assert (
+            main(
+                ["upscale", str(tmp_path / "lr.nii.gz"), "-o", str(path), "--scale", "2", "--weights", *extra]
+            )
+            == 0
+        )
+        out[name] = nib.load(path).get_fdata(dtype=np.float32)
+    again = degrade(torch.from_numpy(np.moveaxis(out["default"], 2, 0))[:, None], 2)[:, 0].numpy()
+    np.testing.assert_allclose(np.moveaxis(again, 0, 2), array, rtol=0, atol=0.05)
+    assert np.abs(out["default"] - out["off"]).max() > 1.0
+    # the same tiny network trained (so its file says) on k-space LR: no bicubic projection
+    np.testing.assert_allclose(out["kspace"], out["off"], rtol=0, atol=1e-3)
+    assert "trained on kspace LR" in caplog.text

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from fagan.data.degrade import degrade
 from fagan.data.io import Volume
 from fagan.inference import upscale_batch, upscale_volume
 
@@ -31,7 +32,7 @@ def test_volume_shape_units_and_axis(axis: int) -> None:
     array = (rng.random((6, 8, 10)) * 800 + 200).astype(np.float32)
     volume = Volume(array, np.diag([1.0, 2.0, 3.0, 1.0]), {})
     generator = tiny_generator(2)
-    out = upscale_volume(volume, generator, axis=axis, batch_size=3)
+    out = upscale_volume(volume, generator, axis=axis, batch_size=3, consistency=False)
     expected = [n * 2 for n in array.shape]
     expected[axis] = array.shape[axis]
     assert out.array.shape == tuple(expected) and out.array.dtype == np.float32
@@ -46,6 +47,11 @@ def test_volume_shape_units_and_axis(axis: int) -> None:
     with torch.inference_mode():
         expected_slice = scaling.invert(generator(scaling.apply(lr)))[0, 0].numpy()
     np.testing.assert_allclose(np.take(out.array, k, axis=axis), expected_slice, rtol=1e-4, atol=1e-2)
+    # By default the output is projected so that, downsampled again, it is the input itself.
+    consistent = upscale_volume(volume, generator, axis=axis, batch_size=3).array
+    again = degrade(torch.from_numpy(np.moveaxis(consistent, axis, 0))[:, None], 2)[:, 0].numpy()
+    np.testing.assert_allclose(np.moveaxis(again, 0, axis), array, rtol=0, atol=1e-2)
+    assert np.abs(consistent - out.array).max() > 1.0
 
 
 def test_intensities_come_back_in_input_units() -> None:
@@ -56,7 +62,7 @@ def test_intensities_come_back_in_input_units() -> None:
     generator = tiny_generator(4)
     torch.nn.init.zeros_(generator.tail.weight)
     torch.nn.init.zeros_(generator.tail.bias)
-    out = upscale_volume(Volume(array, np.eye(4), {}), generator)
+    out = upscale_volume(Volume(array, np.eye(4), {}), generator, consistency=False)
     raw = torch.from_numpy(np.moveaxis(array, 2, 0))[:, None]
     bicubic = torch.nn.functional.interpolate(raw, scale_factor=4, mode="bicubic", align_corners=False)
     np.testing.assert_allclose(out.array, np.moveaxis(bicubic[:, 0].numpy(), 0, 2), atol=0.05)

@@ -183,3 +183,14 @@ def test_weights_with_a_scale_that_is_not_a_number_are_one_clear_error(tmp_path)
     path = _rewrite(_tiny_release(tmp_path), scale="two")
     with pytest.raises(FaganError):
         load_release(path)
+
+
+def test_trained_degradation_reads_the_training_config() -> None:
+    from fagan.models.release import trained_degradation
+
+    assert trained_degradation({"train_config": '{"data": {"degradation": "kspace"}}'}) == "kspace"
+    assert trained_degradation({"train_config": '{"data": {}}'}) == "bicubic"
+    assert trained_degradation({}) == "bicubic"
+    assert trained_degradation({"train_config": "not json"}) == "bicubic"
+    shipped = read_metadata(shipped_weights(4))
+    assert trained_degradation(shipped) == "bicubic"

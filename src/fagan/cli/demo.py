@@ -26,6 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="average each slice's 8 rotations and mirror images (more accurate, 8x slower)",
     )
+    p.add_argument(
+        "--no-consistency",
+        action="store_true",
+        help="skip the data-consistency projection of the outputs (on by default)",
+    )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.set_defaults(func=run)
 
@@ -50,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         device=str(pick_device(args.device)),
         variant=args.variant,
         self_ensemble=args.self_ensemble,
+        consistency=not args.no_consistency,
     )
     print(format_summary(rows))
     seconds = time.perf_counter() - start

@@ -41,6 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     fid.add_argument("--fid-weights", metavar="PATH", help="TorchScript FID Inception file (implies --fid)")
     p.add_argument("--figures", action="store_true", help="write a comparison figure per volume and scale")
     p.add_argument(
+        "--no-consistency",
+        action="store_true",
+        help="skip the data-consistency projection of the networks' outputs (on by default)",
+    )
+    p.add_argument(
         "--self-ensemble",
         action="store_true",
         help="run the networks on each slice's 8 rotations and mirror images and average (8x slower)",
@@ -111,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         figure_volumes=[v.name for v in volumes] if args.figures else (),
         progress=print,
         self_ensemble=args.self_ensemble,
+        consistency=not args.no_consistency,
     )
     main = psnr_ssim_tables(ev)
     tables = main + psnr_ssim_tables(ev, foreground=True) + ([fid_table(ev, "fid")] if ev.fid else [])

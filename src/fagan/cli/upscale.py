@@ -31,6 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tile", type=int, default=128, help="tile side in input pixels; 0 disables tiling")
     p.add_argument("--frame", type=int, help="frame of a 4D input to upscale")
     p.add_argument(
+        "--no-consistency",
+        action="store_true",
+        help="skip the data-consistency projection (on by default for weights trained on bicubic LR: "
+        "the output, downsampled, reproduces the input exactly)",
+    )
+    p.add_argument(
         "--self-ensemble",
         action="store_true",
         help="average the outputs of each slice's 8 rotations and mirror images: more accurate, 8x slower",
@@ -53,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         remove_leftovers,
         save_result,
     )
-    from fagan.models.release import load_release, shipped_weights
+    from fagan.models.release import load_release, shipped_weights, trained_degradation
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, not {args.batch_size}")
@@ -78,7 +84,12 @@ def run(args: argparse.Namespace) -> int:
             free = available_memory()
             memory = None if free is None else free + volume.array.nbytes
             check_resources(volume.array.shape, args.scale, args.axis, output, memory=memory)
-        logging.getLogger("fagan").info("upscaling %s with %s (%s)", source, weights, meta.get("model"))
+        log = logging.getLogger("fagan")
+        log.info("upscaling %s with %s (%s)", source, weights, meta.get("model"))
+        consistency, degradation = not args.no_consistency, trained_degradation(meta)
+        if consistency and degradation != "bicubic":
+            log.info("no data-consistency projection: %s was trained on %s LR", weights, degradation)
+            consistency = False
         result = upscale_volume(
             volume,
             generator,
@@ -88,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
             device=device,
             progress=sys.stderr.isatty(),
             self_ensemble=args.self_ensemble,
+            consistency=consistency,
         )
         save_result(output, result, overwrite=args.overwrite)
     except MemoryError:

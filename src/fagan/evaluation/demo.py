@@ -45,12 +45,14 @@ def run_demo(
     log=print,
     variant: str = "psnr",
     self_ensemble: bool = False,
+    consistency: bool = True,
 ) -> list[DemoRow]:
     """Run the demo into ``out`` (created if missing) and return one row per volume and scale.
 
     ``variant`` picks the shipped weights (``"psnr"``, the default, or ``"gan"``); a scale
     without weights of that variant is an error before anything is written. ``self_ensemble``
-    upscales with the geometric self-ensemble (:func:`fagan.inference.upscale_batch`).
+    upscales with the geometric self-ensemble (:func:`fagan.inference.upscale_batch`);
+    ``consistency=False`` skips the data-consistency projection (:mod:`fagan.inference.consistency`).
     """
     weights = {scale: shipped_weights(scale, variant) for scale in scales}
     suffix, label = ("", "FA-GAN") if variant == "psnr" else (f"-{variant}", f"FA-GAN ({variant})")
@@ -65,7 +67,9 @@ def run_demo(
             volume = read_volume(sample.path)
             pair = simulate_low_resolution(volume, scale)
             start = time.perf_counter()
-            sr = upscale_volume(pair.lr, generator, device=device, self_ensemble=self_ensemble).array
+            sr = upscale_volume(
+                pair.lr, generator, device=device, self_ensemble=self_ensemble, consistency=consistency
+            ).array
             seconds = time.perf_counter() - start
             bicubic = bicubic_volume(pair.lr, scale)
             hr = pair.hr.array

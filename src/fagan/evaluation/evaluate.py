@@ -119,11 +119,14 @@ def evaluate(
     figure_methods: Sequence[str] | None = None,
     progress: Callable[[str], None] = log.info,
     self_ensemble: bool = False,
+    consistency: bool = True,
 ) -> Evaluation:
     """Score every method (plus bicubic) on every volume at each method's scale.
 
     ``self_ensemble`` runs every network with the geometric self-ensemble
-    (:func:`fagan.inference.upscale_batch`).
+    (:func:`fagan.inference.upscale_batch`); ``consistency=False`` skips the data-consistency
+    projection (:mod:`fagan.inference.consistency`; the simulated LR is bicubic, so it applies to
+    every network).
 
     With ``figures_dir``, the volumes named in ``figure_volumes`` (default: per anatomy, the
     one with the largest slices) get a comparison figure per scale: HR, bicubic and each method
@@ -166,7 +169,12 @@ def evaluate(
                     sr = bicubic_volume(pair.lr, scale, axis)
                 else:
                     sr = upscale_volume(
-                        pair.lr, method.generator, axis=axis, device=device, self_ensemble=self_ensemble
+                        pair.lr,
+                        method.generator,
+                        axis=axis,
+                        device=device,
+                        self_ensemble=self_ensemble,
+                        consistency=consistency,
                     ).array
                 seconds = time.perf_counter() - start
                 s = score_volume(sr, hr, axis, mask=mask)

@@ -24,6 +24,7 @@ from torch import nn
 
 from fagan.data.io import Volume
 from fagan.data.normalize import fit_scaling
+from fagan.inference.consistency import project_onto_input
 from fagan.inference.geometry import in_plane_axes, resampled_affine
 
 DEFAULT_TILE = 128
@@ -168,13 +169,17 @@ def upscale_volume(
     precision: str = "fp32",
     optimize: bool = True,
     self_ensemble: bool = False,
+    consistency: bool = True,
 ) -> Volume:
     """Super-resolve every slice of ``volume`` along ``axis`` in its own plane.
 
     ``optimize`` runs a copy of ``generator`` rewritten by
     :func:`fagan.models.fast.optimize_for_inference` (same output to fp32 rounding, faster).
     ``self_ensemble`` averages the outputs of the eight rotations and mirror images of each slice
-    (see :func:`upscale_batch`).
+    (see :func:`upscale_batch`). ``consistency`` then projects each output slice onto the
+    images whose antialiased bicubic downsampling is exactly the input slice
+    (:mod:`fagan.inference.consistency`); turn it off for weights trained with another
+    degradation.
 
     Returns a float32 volume with the two in-plane axes ``s`` times longer, voxel size divided by
     ``s`` along them, the same orientation and field of view (see
@@ -198,7 +203,10 @@ def upscale_volume(
     bar = tqdm(total=n, unit="slice", desc=f"x{scale}", disable=not progress, leave=False)
     for part in _batches(n, batch_size):
         lr = torch.from_numpy(np.ascontiguousarray(slices[part], dtype=np.float32))[:, None].to(device)
-        sr = upscale_batch(generator, scaling.apply(lr), tile, overlap, max_pixels, precision, self_ensemble)
+        lr = scaling.apply(lr)
+        sr = upscale_batch(generator, lr, tile, overlap, max_pixels, precision, self_ensemble)
+        if consistency:
+            sr = project_onto_input(sr, lr, scale)
         result[part] = scaling.invert(sr[:, 0]).cpu().numpy()
         bar.update(part.stop - part.start)
     bar.close()
