@@ -5,7 +5,9 @@ cut into overlapping tiles whose outputs are blended with weights that fall line
 tile's edges, so memory is bounded by the tile size, not the slice size, and tile seams do not
 show. A batch is also split so that one network call makes at most ``max_pixels`` output pixels,
 which bounds memory at x8, where a 128-pixel tile is a 1024x1024 output. Intensities are
-normalised per volume exactly as in training and mapped back afterwards.
+normalised per volume exactly as in training and mapped back afterwards. Each whole output
+slice is then, by default, projected onto the images that reproduce its input exactly when
+downsampled (:mod:`fagan.inference.consistency`); an ONNX export holds the network alone.
 
 :func:`upscale_volume` runs a copy of the generator rewritten for inference
 (:func:`fagan.models.fast.optimize_for_inference`: batch norms folded, and on CPU the output
