@@ -43,6 +43,7 @@ def test_evaluate_writes_per_volume_rows_and_tables(setup, capsys) -> None:
     assert main([*argv, "--device", "cpu", "--figures"]) == 0
     printed = capsys.readouterr().out
     assert "| bicubic |" in printed and "| fagan |" in printed
+    assert "consistency projection on, self-ensemble off" in printed
     with open(out / "per_volume.csv") as f:
         rows = list(csv.DictReader(f))
     assert {(r["method"], r["scale"]) for r in rows} == {

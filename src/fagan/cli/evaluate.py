@@ -106,6 +106,11 @@ def run(args: argparse.Namespace) -> int:
         for name, f, generator, scale in methods
     ]
     print(f"evaluating {len(result_methods)} model(s) and bicubic on {len(volumes)} volume(s)")
+    on_off = {True: "on", False: "off"}
+    print(
+        f"networks' outputs: consistency projection {on_off[not args.no_consistency]}, "
+        f"self-ensemble {on_off[args.self_ensemble]}"
+    )
     ev = evaluate(
         volumes,
         result_methods,
