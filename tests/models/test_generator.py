@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from fagan.models import ABLATIONS, GENERATORS, SCALES, build_generator, generator_config
+from fagan.models.generator import grow_upsampling
 
 # A tiny backbone: every code path, a fraction of a second per case.
 TINY = dict(channels=16, lffb_blocks=1, path_channels=8, residual_blocks=2, head_kernel=3, reduction=4)
@@ -102,3 +103,20 @@ def test_srgan_is_srgan() -> None:
     assert config.residual_blocks == 16 and config.channels == 64 and config.batch_norm
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == 2 * 16 + 1
     assert sum(isinstance(m, torch.nn.PixelShuffle) for m in model.modules()) == 2
+
+
+def test_weights_of_a_smaller_scale_grow_into_a_larger_one() -> None:
+    """x2 weights start an x8 generator: everything kept, each new stage a copy of the last."""
+    torch.manual_seed(0)
+    x2 = build_generator("fagan", 2, **TINY)
+    x8 = build_generator("fagan", 8, **TINY)
+    x8.load_state_dict(grow_upsampling(x2.state_dict(), len(x8.upsample)))
+    for key, value in x2.state_dict().items():
+        assert torch.equal(x8.state_dict()[key], value), key
+    features = torch.rand(1, 16, 5, 4)
+    with torch.no_grad():
+        once = x2.upsample[0]
+        assert torch.equal(x8.upsample(features), once(once(once(features))))
+    assert x8(torch.rand(1, 1, 5, 4)).shape == (1, 1, 40, 32)
+    with pytest.raises(ValueError, match="cannot shrink 3 upsampling stages to 1"):
+        grow_upsampling(x8.state_dict(), 1)

@@ -134,6 +134,24 @@ def test_generator_starts_from_a_release_file_and_export_matches(tmp_path):
         )
 
 
+def test_a_larger_scale_starts_from_a_smaller_scales_release_but_not_the_reverse(tmp_path):
+    x2 = train(tiny_config("model.scale=2", "schedule.steps=1"), tmp_path / "x2", device="cpu")
+    config = tiny_config(f"model.init_weights={x2}", "optim.lr=0", "schedule.ema_decay=0", "schedule.steps=1")
+    x4 = train(config, tmp_path / "x4", device="cpu")
+    small, _ = load_release(x2)
+    large, meta = load_release(x4)
+    assert meta["scale"] == "4"
+    grown = large.state_dict()
+    for key, value in small.state_dict().items():
+        assert torch.equal(grown[key], value), key
+    for key in [k for k in grown if k.startswith("upsample.1.")]:
+        assert torch.equal(grown[key], grown[key.replace("upsample.1.", "upsample.0.")]), key
+    with pytest.raises(FaganError, match="holds x4 weights, more than this run's x2"):
+        train(tiny_config("model.scale=2", f"model.init_weights={x4}"), tmp_path / "y", device="cpu")
+    assert not (tmp_path / "y" / "release.safetensors").exists()
+    assert not (tmp_path / "y" / "checkpoints").exists()
+
+
 def test_sample_stream_splits_epochs_between_ranks_and_resumes_in_place():
     ranks = [SampleStream(10, seed=3, rank=r, world_size=2) for r in range(2)]
     first = [[next(it) for _ in range(5)] for it in map(iter, ranks)]

@@ -64,3 +64,22 @@ class Generator(nn.Module):
         if self.config.bicubic_residual:
             sr = sr + F.interpolate(lr, scale_factor=self.scale, mode="bicubic", align_corners=False)
         return sr
+
+
+def grow_upsampling(state: dict[str, torch.Tensor], stages: int) -> dict[str, torch.Tensor]:
+    """A generator's state dict with its x2 upsampling stages extended to ``stages``.
+
+    Each added stage starts as a copy of the last trained one, so the weights of a smaller scale
+    can start the training of a larger one (EDSR initialises its x4 model from its x2 model the
+    same way, because the x2 features transfer and training converges faster).
+    """
+    trained = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("upsample."))
+    if stages < trained:
+        raise ValueError(f"cannot shrink {trained} upsampling stages to {stages}")
+    grown = dict(state)
+    last = f"upsample.{trained - 1}."
+    for stage in range(trained, stages):
+        for key, value in state.items():
+            if key.startswith(last):
+                grown[f"upsample.{stage}." + key[len(last) :]] = value.clone()
+    return grown

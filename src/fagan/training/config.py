@@ -40,7 +40,7 @@ class ModelConfig:
     scale: int = 4
     overrides: dict[str, Any] = field(default_factory=dict)  # GeneratorConfig fields
     discriminator: dict[str, Any] = field(default_factory=dict)  # DiscriminatorConfig fields
-    init_weights: str | None = None  # a release .safetensors to initialise the generator from
+    init_weights: str | None = None  # a release .safetensors (this scale or a smaller one) to start from
 
 
 #: How training slices are drawn: each slice equally often, or each volume equally often.

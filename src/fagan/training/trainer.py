@@ -45,7 +45,7 @@ from fagan.data import SliceDataset, upsample_bicubic
 from fagan.losses import GeneratorLoss, PerceptualLoss, PixelLoss, discriminator_loss
 from fagan.metrics import psnr, ssim
 from fagan.models import build_discriminator, build_generator
-from fagan.models.generator import Generator
+from fagan.models.generator import Generator, grow_upsampling
 from fagan.models.release import load_release, save_release
 from fagan.training import checkpoint, logs
 from fagan.training.config import TrainConfig, load_config, save_config
@@ -186,8 +186,17 @@ def state_hash(module: nn.Module) -> str:
 
 
 def _init_generator(generator: Generator, path: str) -> None:
-    """Start ``generator`` from the weights of a release file of the same architecture."""
-    source, meta = load_release(path, scale=generator.scale)
+    """Start ``generator`` from the weights of a release file of the same architecture.
+
+    The file may be for a smaller scale: its upsampling stages are then extended by copies of
+    its last one (:func:`fagan.models.generator.grow_upsampling`).
+    """
+    source, meta = load_release(path)
+    if source.scale > generator.scale:
+        raise FaganError(
+            f"model.init_weights {path} holds x{source.scale} weights, more than this run's "
+            f"x{generator.scale}; start from weights of x{generator.scale} or a smaller scale"
+        )
     mine, theirs = dataclasses.asdict(generator.config), dataclasses.asdict(source.config)
     differ = [k for k in mine if mine[k] != theirs.get(k)]
     if differ:
@@ -197,8 +206,15 @@ def _init_generator(generator: Generator, path: str) -> None:
             f"model.init_weights {path} holds a different generator ({have} where this run has {want}); "
             "set model.overrides to match"
         )
-    generator.load_state_dict(source.state_dict())
-    log.info("generator initialised from %s (%s, %s steps)", path, meta.get("model"), meta.get("steps", "?"))
+    stages = len(generator.upsample)
+    generator.load_state_dict(grow_upsampling(source.state_dict(), stages))
+    log.info(
+        "generator initialised from %s (%s x%d, %s steps)",
+        path,
+        meta.get("model"),
+        source.scale,
+        meta.get("steps", "?"),
+    )
 
 
 def _build(config: TrainConfig, runtime: Runtime) -> Networks:
