@@ -75,6 +75,27 @@ def test_nifti_scaling_is_applied(tmp_path):
     np.testing.assert_allclose(read_volume(path).array, data, atol=slope)
 
 
+@pytest.mark.parametrize(
+    ("unit", "mm"), [("micron", 0.001), ("meter", 1000.0), ("mm", 1.0), ("unknown", 1.0)]
+)
+def test_nifti_spatial_units_become_millimetres(tmp_path, unit, mm):
+    affine = np.diag([900.0, 1300.0, 3000.0, 1.0])
+    affine[:3, 3] = [10.0, -20.0, 30.0]
+    img = nib.Nifti1Image(_blob((3, 4, 5)), affine)
+    img.header.set_xyzt_units(unit, "sec")
+    nib.save(img, tmp_path / "v.nii")
+    expected = affine.copy()
+    expected[:3] *= mm
+    np.testing.assert_allclose(read_volume(tmp_path / "v.nii").affine, expected)
+
+
+def test_complex_nifti_is_refused(tmp_path):
+    data = (_blob((3, 4, 5)) + 1j * _blob((3, 4, 5))).astype(np.complex64)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "c.nii")
+    with pytest.raises(FaganError, match="complex data"):
+        read_volume(tmp_path / "c.nii")
+
+
 def test_nifti_4d_needs_a_frame(tmp_path):
     data = np.stack([_blob((3, 4, 5)) + 10 * t for t in range(3)], axis=-1)
     path = tmp_path / "bold.nii.gz"
@@ -182,6 +203,21 @@ def test_dicom_single_file_matches_its_series_slice(tmp_path):
 def test_dicom_series_with_a_missing_slice_is_refused(tmp_path):
     _write_series(tmp_path / "s", _series_pixels(), order=range(5), skip=(2,))
     with pytest.raises(FaganError, match="unevenly spaced"):
+        read_volume(tmp_path / "s")
+
+
+def test_dicom_series_with_one_image_lacking_its_position_is_refused(tmp_path):
+    _write_series(tmp_path / "s", _series_pixels(), order=range(5), skip=(3,))
+    write_slice(
+        tmp_path / "s" / "no_position.dcm",
+        _series_pixels(1)[0],
+        position=None,
+        orientation=(*ROW_COS, *COL_COS),
+        spacing=SPACING,
+        thickness=STEP,
+        instance=9,
+    )
+    with pytest.raises(FaganError, match="1 of 5 images have no ImagePositionPatient"):
         read_volume(tmp_path / "s")
 
 

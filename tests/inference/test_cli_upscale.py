@@ -156,6 +156,75 @@ def test_bad_inputs_give_one_line_and_no_output(tmp_path, weights_dir, capsys) -
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.nii.gz", "lr.nii.gz"]
 
 
+def test_requests_that_cannot_work_are_refused_before_any_work(tmp_path, weights_dir, capsys) -> None:
+    """Checked before the weights are read: a missing weights file would be the error otherwise."""
+    _nifti(tmp_path / "lr.nii.gz")
+    src, absent = str(tmp_path / "lr.nii.gz"), str(tmp_path / "absent.safetensors")
+    for suffix in (".png", ".npy"):
+        out = str(tmp_path / f"sr{suffix}")
+        _fails(capsys, ["upscale", src, "-o", out, "--scale", "2", "--weights", absent], "holds one 2D slice")
+    _fails(
+        capsys,
+        ["upscale", src, "-o", str(tmp_path / "sr.nii"), "--scale", "2", "--tile", "8", "--weights", absent],
+        "--tile must be 0 (off) or more than 32 pixels",
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lr.nii.gz"]
+
+
+def test_png_output_is_refused_for_values_a_png_cannot_hold(tmp_path, weights_dir, capsys) -> None:
+    w2 = str(weights_dir / "x2.safetensors")
+    for name, image in [("neg.npy", np.linspace(-7, 6, 99)), ("frac.npy", np.linspace(0, 1, 99))]:
+        np.save(tmp_path / name, image.reshape(9, 11).astype(np.float32))
+        args = [
+            "upscale",
+            str(tmp_path / name),
+            "-o",
+            str(tmp_path / "sr.png"),
+            "--scale",
+            "2",
+            "--weights",
+            w2,
+        ]
+        _fails(capsys, args, "are not such integers; write .npy or .nii.gz")
+    assert not (tmp_path / "sr.png").exists()
+
+
+def test_a_failed_write_is_one_line(tmp_path, weights_dir, capsys, monkeypatch) -> None:
+    import errno
+
+    from fagan.inference import output
+
+    def disk_full(path, volume, overwrite=False):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(output, "save_result", disk_full)
+    _nifti(tmp_path / "lr.nii.gz")
+    args = ["upscale", str(tmp_path / "lr.nii.gz"), "-o", str(tmp_path / "sr.nii.gz"), "--scale", "2"]
+    _fails(capsys, [*args, "--weights", str(weights_dir / "x2.safetensors")], "No space left on device")
+
+
+def test_an_input_named_like_a_leftover_temporary_file_is_never_deleted(tmp_path, weights_dir) -> None:
+    source = tmp_path / ".sr.nii.gz.abcd1234.nii.gz"  # the name a killed run writing sr.nii.gz leaves
+    _nifti(source)
+    out = tmp_path / "sr.nii.gz"
+    assert (
+        main(
+            [
+                "upscale",
+                str(source),
+                "-o",
+                str(out),
+                "--scale",
+                "2",
+                "--weights",
+                str(weights_dir / "x2.safetensors"),
+            ]
+        )
+        == 0
+    )
+    assert source.exists() and nib.load(out).shape == (24, 20, 4)
+
+
 def test_existing_output_needs_overwrite(tmp_path, weights_dir, capsys) -> None:
     _nifti(tmp_path / "lr.nii.gz")
     out = tmp_path / "sr.nii.gz"

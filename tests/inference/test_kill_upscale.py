@@ -139,6 +139,28 @@ def test_killed_upscale_leaves_no_partial_output(tmp_path, weights_dir) -> None:
     _kill_runs(tmp_path, weights_dir / "x2.safetensors", random_kills=0)
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_terminated_upscale_removes_its_temporary_file(tmp_path, weights_dir, signum) -> None:
+    """SIGTERM (``kill``, a batch system's time limit) and SIGHUP clean up as Ctrl-C does."""
+    source = _volume(tmp_path / "lr.nii.gz")
+    out = tmp_path / "out" / "sr.nii.gz"
+    out.parent.mkdir()
+    process = _start(_command(source, out, weights_dir / "x2.safetensors"))
+    deadline = time.monotonic() + 300
+    while not leftovers(out) and process.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=60)
+    if process.returncode == 0:  # the signal came after the final rename
+        assert out.exists()
+    else:
+        assert process.returncode == 128 + signum, err.decode()[-2000:]
+        assert err.decode().strip().endswith(f"fagan: stopped by {signal.Signals(signum).name}")
+        assert not out.exists()
+    assert leftovers(out) == []
+
+
 @pytest.mark.slow
 def test_killed_upscale_at_many_moments(tmp_path, weights_dir) -> None:
     _kill_runs(tmp_path, weights_dir / "x2.safetensors", random_kills=12)

@@ -141,6 +141,7 @@ def test_a_pickle_that_runs_code_is_refused_and_never_unpickled(tmp_path) -> Non
         ("scale-metadata-lies", "does not match the 'fagan' architecture"),
         ("config-not-json", "unreadable generator configuration"),
         ("config-unknown-key", "unreadable generator configuration"),
+        ("config-zero-reduction", "unreadable generator configuration"),
         ("nan-weights", "NaN or infinite weights"),
         ("not-fagan", "not a fagan generator release file"),
     ],
@@ -161,6 +162,8 @@ def test_damaged_or_mismatched_weights_are_one_clear_error(tmp_path, damage, mat
         _rewrite(path, config="{channels: 16")
     elif damage == "config-unknown-key":
         _rewrite(path, config=json.dumps({**json.loads(read_metadata(path)["config"]), "chanels": 16}))
+    elif damage == "config-zero-reduction":
+        _rewrite(path, config=json.dumps({**json.loads(read_metadata(path)["config"]), "reduction": 0}))
     elif damage == "nan-weights":
         tensors = load_file(str(path))
         first = next(k for k, v in tensors.items() if v.is_floating_point())

@@ -55,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     from fagan.inference.output import (
         available_memory,
         check_output,
+        check_output_shape,
+        check_png_range,
         check_resources,
         remove_leftovers,
         save_result,
@@ -63,23 +65,31 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, not {args.batch_size}")
-    if args.tile < 0:
-        raise ValueError(f"--tile must be 0 (off) or positive, not {args.tile}")
+    from fagan.inference.upscale import DEFAULT_OVERLAP
+
+    if args.tile < 0 or 0 < args.tile <= 2 * DEFAULT_OVERLAP:
+        raise ValueError(
+            f"--tile must be 0 (off) or more than {2 * DEFAULT_OVERLAP} pixels "
+            f"(tiles overlap by {DEFAULT_OVERLAP}), not {args.tile}"
+        )
     source = Path(args.input)
     if not source.exists():
         raise FileNotFoundError(f"input not found: {source}")
     output = check_output(args.output, [source], args.overwrite)
     shape = claimed_shape(source)  # from the headers: refuse what cannot fit before reading it
     if shape is not None:
+        check_output_shape(output, shape, args.axis)
         check_resources(shape, args.scale, args.axis, output)
     weights = Path(args.weights) if args.weights else shipped_weights(args.scale, args.variant)
     device = pick_device(args.device)
     generator, meta = load_release(weights, scale=args.scale, device=device)
-    remove_leftovers(output)  # temporary files of runs killed while writing this output
+    remove_leftovers(output, keep=[source])  # temporary files of runs killed while writing it
     try:
         volume = read_volume(source, frame=args.frame)
         if args.axis != 2 and volume.array.shape[2] == 1:
             raise ValueError(f"{source} is a 2D image; upscale it along --axis 2")
+        check_output_shape(output, volume.array.shape, args.axis)
+        check_png_range(output, volume.array)
         if shape is None:  # headers unreadable on their own: check now, the input already held
             free = available_memory()
             memory = None if free is None else free + volume.array.nbytes

@@ -302,6 +302,8 @@ def _read_nifti(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray, 
         raise _corrupt(path, "NIfTI", exc) from exc
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise FaganError(f"{path}: not a NIfTI image ({type(img).__name__}); convert it to NIfTI")
+    if dtype.kind == "c":
+        raise FaganError(f"{path}: complex data ({dtype}); save the magnitude image instead")
     # Trailing singleton axes (e.g. X, Y, Z, 1, 1) do not count as extra dimensions.
     while len(shape) > 3 and shape[-1] == 1:
         shape = shape[:-1]
@@ -338,7 +340,20 @@ def _read_nifti(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray, 
         raise _corrupt(path, "NIfTI", exc) from exc
     data = data.reshape((shape + (1, 1))[:3])
     meta = {"format": "nifti", "dtype": str(dtype), "n_frames": n_frames}
-    return data, img.affine, meta
+    return data, _affine_in_mm(img), meta
+
+
+# Millimetres per unit of NIfTI's spatial units; "unknown" is read as mm, as viewers do.
+_MM_PER_UNIT = {"meter": 1000.0, "mm": 1.0, "micron": 0.001, "unknown": 1.0}
+
+
+def _affine_in_mm(img: Any) -> np.ndarray:
+    """The image's affine with its spatial unit (xyzt_units) converted to millimetres, the unit
+    every output is written in."""
+    unit = img.header.get_xyzt_units()[0]
+    affine = np.array(img.affine, dtype=np.float64)
+    affine[:3] *= _MM_PER_UNIT.get(unit, 1.0)
+    return affine
 
 
 def write_nifti(
@@ -544,7 +559,13 @@ def _assemble(
     path: Path, slices: list[_Slice], plane: _Plane, frame: int | None
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Sort slices along the normal, pick a frame if 4D, stack and build the RAS affine."""
-    have_geometry = plane.orientation is not None and all(s.position is not None for s in slices)
+    located = sum(s.position is not None for s in slices)
+    if 0 < located < len(slices):
+        raise FaganError(
+            f"{path}: {len(slices) - located} of {len(slices)} images have no ImagePositionPatient, so "
+            "the series geometry cannot be built; restore the tag or remove those files"
+        )
+    have_geometry = plane.orientation is not None and located == len(slices)
     meta: dict = {"geometry": "ok" if have_geometry else "missing"}
     if have_geometry:
         assert plane.orientation is not None

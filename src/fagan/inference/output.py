@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,28 @@ def check_output(path: str | os.PathLike, inputs: list[Path], overwrite: bool) -
     return out
 
 
+def check_output_shape(path: str | os.PathLike, shape: tuple[int, ...], axis: int) -> None:
+    """Refuse, before any work, a ``.npy``/``.png`` output for an input that is not one 2D slice."""
+    kind = output_kind(path)
+    if kind in (".npy", ".png") and (axis != 2 or len(shape) == 3 and shape[2] != 1):
+        raise FaganError(
+            f"{kind} output holds one 2D slice; this input has shape {tuple(shape)}: use .nii.gz"
+        )
+
+
+def check_png_range(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Refuse a 16-bit PNG output for an input whose values a PNG cannot hold (integers 0..65535):
+    the result is rounded and clipped to that range, which is harmless only for such inputs."""
+    if output_kind(path) != ".png" or array.size == 0:
+        return
+    low, high = float(array.min()), float(array.max())
+    if low < 0 or high > 65535 or not np.array_equal(array, np.rint(array)):
+        raise FaganError(
+            f"16-bit PNG output holds integers 0..65535, but this input's values ({low:.4g} to {high:.4g}) "
+            "are not such integers; write .npy or .nii.gz"
+        )
+
+
 def save_result(path: str | os.PathLike, volume: Volume, overwrite: bool = False) -> Path:
     """Write ``volume``: NIfTI (float32, its affine), or a 2D image as ``.npy``/16-bit PNG."""
     path = Path(path)
@@ -87,14 +110,18 @@ def leftovers(path: str | os.PathLike) -> list[Path]:
     return atomic.leftovers(path.parent, re.escape(path.name), output_kind(path))
 
 
-def remove_leftovers(path: str | os.PathLike) -> list[Path]:
+def remove_leftovers(path: str | os.PathLike, keep: Sequence[Path] = ()) -> list[Path]:
     """Delete the temporary files killed runs writing ``path`` left; returns what was deleted.
 
+    Files in ``keep`` (the run's inputs) are never deleted, even when named like leftovers.
     Two runs writing the same output at once are not supported: the other one's temporary file
     would be deleted and its final rename would fail.
     """
     removed = []
+    kept = {p.resolve() for p in keep}
     for leftover in leftovers(path):
+        if leftover.resolve() in kept:
+            continue
         try:
             leftover.unlink()
         except FileNotFoundError:

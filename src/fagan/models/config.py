@@ -61,7 +61,16 @@ class GeneratorConfig:
             raise ValueError(
                 f"gffb_position must be 'before_upsampling' or 'after_upsampling', not {self.gffb_position!r}"
             )
-        for name in ("in_channels", "channels", "lffb_blocks", "path_channels", "residual_blocks"):
+        for name in (
+            "in_channels",
+            "channels",
+            "lffb_blocks",
+            "path_channels",
+            "residual_blocks",
+            "reduction",
+            "attention_ratio",
+            "head_kernel",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.channels % self.reduction or self.channels % self.attention_ratio:
