@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -127,3 +128,115 @@ def test_tensorboard_without_the_package_is_a_clear_error(tiny_yaml, tmp_path, c
     ]
     assert main(argv) == 2
     assert "pip install tensorboard" in _error_line(capsys)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A finished 2-step run (checkpoint at step 2) to export and resume; copy it before changing it."""
+    folder = tmp_path_factory.mktemp("tiny_run")
+    config = save_config(
+        tiny_config("schedule.steps=2", "schedule.checkpoint_every=2", "schedule.warmup_steps=0"),
+        folder / "tiny.yaml",
+    )
+    run = folder / "run"
+    assert main(["train", "--config", str(config), "--out", str(run), "--device", "cpu"]) == 0
+    return run
+
+
+def _copy_run(run: Path, to: Path) -> Path:
+    shutil.copytree(run, to)
+    return to
+
+
+def test_export_refuses_an_existing_file_unless_overwrite(tiny_run, tmp_path, capsys):
+    victim = tmp_path / "victim.nii.gz"
+    victim.write_bytes(b"precious")
+    assert main(["train", "--export", str(tiny_run), "--out", str(victim)]) == 2
+    assert "exists; pass --overwrite" in _error_line(capsys)
+    assert victim.read_bytes() == b"precious"
+    config = (tiny_run / "config.yaml").read_bytes()
+    for own in (tiny_run / "config.yaml", tiny_run / "checkpoints" / "step_00000002.pt"):
+        assert main(["train", "--export", str(tiny_run), "--out", str(own), "--overwrite"]) == 2
+        assert "belongs to the run itself" in _error_line(capsys)
+    assert (tiny_run / "config.yaml").read_bytes() == config
+    assert main(["train", "--export", str(tiny_run), "--out", str(victim), "--overwrite"]) == 0
+    assert load_release(victim)[1]["steps"] == "2"
+    assert [p.name for p in tmp_path.iterdir()] == ["victim.nii.gz"]  # no temporary file left
+    capsys.readouterr()
+    assert main(["train", "--config", "x.yaml", "--out", str(tmp_path / "r"), "--overwrite"]) == 2
+    assert "--overwrite applies to --export only" in _error_line(capsys)
+
+
+def test_a_new_run_refuses_a_folder_with_other_files(tiny_yaml, tmp_path, capsys):
+    folder = tmp_path / "userdir"
+    folder.mkdir()
+    (folder / "config.yaml").write_text("mine")
+    (folder / "release.safetensors").write_text("mine")
+    assert main(["train", "--config", str(tiny_yaml), "--out", str(folder), "--device", "cpu"]) == 2
+    assert "is not empty (config.yaml, release.safetensors) and holds no training run" in _error_line(capsys)
+    assert sorted(p.read_text() for p in folder.iterdir()) == ["mine", "mine"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("data.degradation=foo", "unknown degradation 'foo'"),
+        ("model.overrides.chanels=16", "unknown generator option(s) chanels"),
+        (f"data.manifest={Path('/nonexistent/m.json')}", "training data not found"),
+    ],
+)
+def test_a_run_that_fails_its_checks_leaves_no_folder_behind(tiny_yaml, tmp_path, capsys, setting, message):
+    run = tmp_path / "new" / "run"
+    argv = ["train", "--config", str(tiny_yaml), "--device", "cpu", "--set", setting]
+    assert main([*argv, "--out", str(run)]) == 2
+    assert message in _error_line(capsys)
+    assert not run.exists()
+    empty = tmp_path / "empty"  # a folder the user made is kept, and left as it was
+    empty.mkdir()
+    assert main([*argv, "--out", str(empty)]) == 2
+    assert message in _error_line(capsys)
+    assert empty.is_dir() and not list(empty.iterdir())
+
+
+def test_a_4d_volume_is_refused_without_advice_train_cannot_follow(tiny_yaml, tmp_path, capsys):
+    import nibabel as nib
+    import numpy as np
+
+    volume = tmp_path / "f.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).random((40, 40, 3, 2), np.float32), np.eye(4)), volume)
+    argv = ["train", "--config", str(tiny_yaml), "--data", str(volume), "--out", str(tmp_path / "run")]
+    assert main([*argv, "--device", "cpu"]) == 2
+    line = _error_line(capsys)
+    assert "holds 2 volumes" in line and "save the one you want as its own file" in line
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("model.overrides.channels=32", "model.overrides.channels is 32 but the run has 16"),
+        ("model.scale=2", "model.scale is 2 but the run has 4"),
+        ("schedule.steps=1", "schedule.steps: 1 is below the 2 steps"),
+    ],
+)
+def test_resume_refuses_another_architecture_or_fewer_steps(tiny_run, tmp_path, capsys, setting, message):
+    run = _copy_run(tiny_run, tmp_path / "run")
+    before = {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "train.log"}
+    assert main(["train", "--resume", str(run), "--device", "cpu", "--set", setting]) == 2
+    assert message in _error_line(capsys)
+    after = {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "train.log"}
+    assert after == before
+
+
+def test_resume_does_not_read_init_weights_again(tiny_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(tiny_run / "release.safetensors", "init.safetensors")
+    config = save_config(
+        tiny_config("schedule.steps=2", "schedule.checkpoint_every=2", "model.init_weights=init.safetensors"),
+        tmp_path / "init.yaml",
+    )
+    assert main(["train", "--config", str(config), "--out", "run", "--device", "cpu"]) == 0
+    Path("init.safetensors").unlink()
+    monkeypatch.chdir(tmp_path / "run")  # another folder: the relative path means nothing here
+    assert main(["train", "--resume", ".", "--device", "cpu", "--set", "schedule.steps=3"]) == 0
+    assert [r["step"] for r in read_jsonl(tmp_path / "run" / "losses.jsonl")] == [1, 2, 3]

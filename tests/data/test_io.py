@@ -100,7 +100,7 @@ def test_nifti_4d_needs_a_frame(tmp_path):
     data = np.stack([_blob((3, 4, 5)) + 10 * t for t in range(3)], axis=-1)
     path = tmp_path / "bold.nii.gz"
     nib.save(nib.Nifti1Image(data, np.eye(4)), path)
-    with pytest.raises(FaganError, match="frame=0..2"):
+    with pytest.raises(FaganError, match="--frame 0..2"):
         read_volume(path)
     np.testing.assert_allclose(read_volume(path, frame=1).array, data[..., 1])
     with pytest.raises(FaganError, match="frame 3 does not exist"):
@@ -232,7 +232,7 @@ def test_dicom_series_with_time_points_needs_a_frame(tmp_path):
     first, second = _series_pixels(3), _series_pixels(3)
     _write_series(tmp_path / "s", first, order=[0, 1, 2], TemporalPositionIdentifier=1)
     _write_series(tmp_path / "s", second, order=[3, 4, 5], TemporalPositionIdentifier=2)
-    with pytest.raises(FaganError, match="frame=0..1"):
+    with pytest.raises(FaganError, match="--frame 0..1"):
         read_volume(tmp_path / "s")
     expected = np.stack([p.T for p in second], axis=-1) * 2.0 - 100
     np.testing.assert_array_equal(read_volume(tmp_path / "s", frame=1).array, expected)

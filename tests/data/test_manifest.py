@@ -189,6 +189,20 @@ def test_manifest_refuses_a_subject_in_two_splits():
         Manifest([ManifestEntry("a.nii", "s1", "train"), ManifestEntry("b.nii", "s1", "test")])
 
 
+def test_manifest_refuses_one_file_in_two_splits(tmp_path):
+    (tmp_path / "d").mkdir()
+    path = tmp_path / "m.json"
+    entries = [
+        {"path": "d/t1.nii.gz", "subject": "s1", "split": "train"},
+        {"path": "d/../d/t1.nii.gz", "subject": "s2", "split": "test"},
+    ]
+    path.write_text(json.dumps({"format": "fagan-manifest", "version": 1, "entries": entries}))
+    with pytest.raises(FaganError, match=r"t1\.nii\.gz is listed in both train \(subject 's1'\) and test"):
+        Manifest.load(path)
+    # The same file twice within one split is only redundant.
+    Manifest([ManifestEntry("a.nii", "s1", "train"), ManifestEntry("a.nii", "s2", "train")])
+
+
 def test_bad_ratios_roots_and_splits(tmp_path, tree):
     for ratios in [(0.8, 0.2), (0, 0.5, 0.5), (0.8, -0.1, 0.3)]:
         with pytest.raises(FaganError, match="ratios"):

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import csv
 
+import nibabel as nib
+import numpy as np
 import pytest
 import torch
 
 from fagan.cli import main
+from fagan.data.io import write_nifti
 from fagan.models import build_generator
 from fagan.models.release import save_release
 
-from .phantoms import phantom_manifest
+from .phantoms import phantom, phantom_manifest
 
 TINY = dict(channels=8, lffb_blocks=1, path_channels=4, residual_blocks=1, head_kernel=3, reduction=4)
 
@@ -121,3 +124,61 @@ def test_experiment_refuses_data_without_a_subject_split(setup, capsys) -> None:
     manifest, _, folder = setup
     assert main(["experiment", "--out", str(folder / "e2"), "--data", str(manifest.parent), "--no-fid"]) == 2
     assert "manifest JSON" in capsys.readouterr().err
+
+
+def test_evaluate_names_two_runs_releases_by_their_folders(setup, capsys) -> None:
+    manifest, weights, folder = setup
+    releases = []
+    for run in ("a", "b"):
+        (folder / "runs" / run).mkdir(parents=True, exist_ok=True)
+        releases.append(folder / "runs" / run / "release.safetensors")
+        releases[-1].write_bytes(weights[4].read_bytes())
+    out = folder / "two"
+    argv = ["evaluate", "--weights", *map(str, releases), "--data", str(manifest), "--out", str(out)]
+    assert main([*argv, "--device", "cpu"]) == 0
+    with open(out / "per_volume.csv") as f:
+        methods = {r["method"] for r in csv.DictReader(f)}
+    assert methods == {"bicubic", "a/release", "b/release"}
+    assert main([*argv[:3], str(releases[0]), *argv[3:]]) == 2
+    assert "names" in capsys.readouterr().err
+
+
+def test_evaluate_figures_of_volumes_with_one_file_name_in_two_folders(setup, capsys) -> None:
+    _, weights, folder = setup
+    data = folder / "same"
+    for patient, seed in (("p1", 1), ("p2", 2)):
+        (data / patient).mkdir(parents=True, exist_ok=True)
+        write_nifti(data / patient / "t1.nii.gz", phantom((40, 40, 3), seed), np.eye(4), overwrite=True)
+    out = folder / "same_out"
+    argv = ["evaluate", "--weights", str(weights[4]), "--data", str(data), "--out", str(out), "--figures"]
+    assert main([*argv, "--device", "cpu"]) == 0
+    assert {p.name for p in (out / "figures").iterdir()} == {"p1_t1_x4.png", "p2_t1_x4.png"}
+    with open(out / "per_volume.csv") as f:
+        assert {r["volume"] for r in csv.DictReader(f)} == {"p1/t1", "p2/t1"}
+
+
+def test_evaluate_4d_input_suggests_what_evaluate_can_do(setup, capsys) -> None:
+    _, weights, folder = setup
+    (folder / "four").mkdir(exist_ok=True)
+    frames = np.stack([phantom((40, 40, 3), 0)] * 2, axis=-1)
+    nib.save(nib.Nifti1Image(frames, np.eye(4)), folder / "four" / "f.nii.gz")
+    argv = ["evaluate", "--weights", str(weights[4]), "--data", str(folder / "four"), "--device", "cpu"]
+    assert main([*argv, "--out", str(folder / "four_out")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.count("\n") == 1 and "holds 2 volumes" in err and "save the one you want as its own file" in err
+    )
+
+
+def test_evaluate_keeps_its_scores_when_a_figure_cannot_be_written(setup, capsys, monkeypatch) -> None:
+    manifest, weights, folder = setup
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("fagan.evaluation.figures.comparison_figure", fail)
+    out = folder / "nofig"
+    argv = ["evaluate", "--weights", str(weights[4]), "--data", str(manifest), "--out", str(out), "--figures"]
+    assert main([*argv, "--device", "cpu"]) == 0
+    assert "figure not written (disk full)" in capsys.readouterr().out
+    assert (out / "per_volume.csv").is_file() and (out / "tables.md").is_file()

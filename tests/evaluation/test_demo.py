@@ -58,6 +58,14 @@ def test_demo_of_the_gan_variant_names_its_outputs_and_refuses_a_scale_without_i
     assert "FA-GAN (gan) vs bicubic" in (tiny_demo / "index.html").read_text()
 
 
+def test_demo_scale_without_weights_suggests_flags_demo_has(tiny_demo, capsys) -> None:
+    assert main(["demo", "--out", str(tiny_demo), "--variant", "gan", "--scales", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no shipped gan weights for x2" in err
+    assert "choose --scales among 4" in err and "pass --weights" not in err
+    assert not tiny_demo.exists()
+
+
 def test_demo_self_ensemble_and_consistency_flags_change_the_scores(tiny_demo, tmp_path) -> None:
     runs = {"default": [], "ensemble": ["--self-ensemble"], "raw": ["--no-consistency"]}
     rows = {}

@@ -148,3 +148,28 @@ def test_the_adversarial_recipe_adds_the_spectral_norm_comparison(tmp_path) -> N
     table = spectral_norm_table(ev, 4)
     assert [r[0] for r in table.rows] == ["with (the paper's)", "without"]
     assert table.rows[0][-1] == pytest.approx(1.0) and table.rows[1][-1] == pytest.approx(0.5)
+
+
+def test_train_run_resumes_an_interrupted_run_and_reuses_a_finished_one(tmp_path) -> None:
+    from fagan.evaluation.experiment import train_run
+
+    settings = Settings(
+        steps=2,
+        batch_size=2,
+        data=str(phantom_manifest(tmp_path / "data")),
+        model_options=TINY,
+        patch_sizes={4: 16},
+    )
+    run, runs = Run("fagan", 4), tmp_path / "runs"
+    (runs / run.key).mkdir(parents=True)
+    (runs / run.key / "train.log").write_text("")  # killed while starting: not yet a run
+    messages: list[str] = []
+    release = train_run(run, settings, runs, device="cpu", log_fn=messages.append)
+    release.unlink()  # as if stopped after its last checkpoint, before the release was written
+    assert train_run(run, settings, runs, device="cpu", log_fn=messages.append) == release
+    assert train_run(run, settings, runs, device="cpu", log_fn=messages.append) == release
+    assert [m.split(": ")[1] for m in messages] == [
+        "training 2 steps",
+        "resuming",
+        "reusing the finished run",
+    ]

@@ -207,21 +207,8 @@ def test_an_input_named_like_a_leftover_temporary_file_is_never_deleted(tmp_path
     source = tmp_path / ".sr.nii.gz.abcd1234.nii.gz"  # the name a killed run writing sr.nii.gz leaves
     _nifti(source)
     out = tmp_path / "sr.nii.gz"
-    assert (
-        main(
-            [
-                "upscale",
-                str(source),
-                "-o",
-                str(out),
-                "--scale",
-                "2",
-                "--weights",
-                str(weights_dir / "x2.safetensors"),
-            ]
-        )
-        == 0
-    )
+    weights = str(weights_dir / "x2.safetensors")
+    assert main(["upscale", str(source), "-o", str(out), "--scale", "2", "--weights", weights]) == 0
     assert source.exists() and nib.load(out).shape == (24, 20, 4)
 
 

@@ -67,6 +67,12 @@ def test_overrides_parse_yaml_values_and_reach_free_form_dicts():
         ("optim.betas=[0.9]", r"optim\.betas: expected a list of 2 values"),
         ("seed", r"--set expects KEY=VALUE"),
         ("model.name.first=1", r"model\.name is a value, not a section"),
+        ("optim.lr=-1e-4", r"config key optim\.lr: must be a finite number of at least 0"),
+        ("optim.lr=.nan", r"config key optim\.lr: must be a finite number"),
+        ("optim.d_lr=.inf", r"config key optim\.d_lr: must be a finite number"),
+        ("optim.lr_gamma=-1", r"config key optim\.lr_gamma: must be a finite number above 0, not -1"),
+        ("optim.lr_gamma=0", r"config key optim\.lr_gamma: must be a finite number above 0"),
+        ("optim.lr_milestones=[-5]", r"config key optim\.lr_milestones: must be steps of at least 0"),
     ],
 )
 def test_bad_overrides_are_one_clear_error(assignment, message):

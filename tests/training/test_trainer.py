@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
@@ -204,6 +205,18 @@ def test_validation_skips_cuts_too_thin_for_ssim():
     assert min(sides) >= 11
     assert {e.volume for e in val.entries} == {0, 1}
     assert {e.axis for e in val.entries if e.volume == 1} == {2}
+
+
+def test_a_val_split_too_small_for_validation_is_named_in_the_error(tmp_path):
+    small = tmp_path / "small.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).random((6, 6, 4), dtype=np.float32), np.eye(4)), small)
+    config = tiny_config()
+    with pytest.raises(
+        FaganError, match=r"the val split \(1 volume\(s\): .*small\.nii\.gz\) has no slice"
+    ) as exc:
+        validation_dataset([small], config.data, 4)
+    assert "data.val_slices=0" in str(exc.value) and "patch_size" not in str(exc.value)
+    assert validation_dataset([small], tiny_config("data.val_slices=0").data, 4) is None
 
 
 def test_ema_and_step_decay():

@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
+    from fagan import FaganError
     from fagan.evaluation.demo import HEADER, format_summary, run_demo
     from fagan.inference import pick_device
     from fagan.models.release import shipped_scales
@@ -47,8 +48,17 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")
+    have = shipped_scales(args.variant)
+    scales = args.scales or ([2, 4] if args.variant == "psnr" else have)
+    missing = [s for s in scales if s not in have]
+    if missing:
+        raise FaganError(
+            f"no shipped {args.variant} weights for x{', x'.join(map(str, missing))}; the {args.variant} "
+            f"variant has x{', x'.join(map(str, have))}, so choose --scales among {' '.join(map(str, have))}"
+            f"{' or another --variant' if args.variant != 'psnr' else ''} (to score weights you trained, "
+            "use `fagan evaluate --weights W.safetensors`)"
+        )
     print(HEADER)
-    scales = args.scales or ([2, 4] if args.variant == "psnr" else shipped_scales(args.variant))
     rows = run_demo(
         out,
         tuple(scales),

@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         evaluate,
         evaluation_volumes,
         fid_table,
+        method_names,
         psnr_ssim_tables,
         write_rows,
     )
@@ -96,14 +97,13 @@ def run(args: argparse.Namespace) -> int:
     volumes = evaluation_volumes(args.data, args.split)
     fid_network = load_inception(args.fid_weights, device) if (args.fid or args.fid_weights) else None
 
-    methods = []
-    for f in files:
-        generator, meta = load_release(f, device=device)
-        methods.append((meta["model"], f, generator, int(meta["scale"])))
-    keys = [(m[0], m[3]) for m in methods]  # a model name may repeat across scales, not within one
+    loaded = [load_release(f, device=device) for f in files]
+    # A model name may repeat across scales, not within one: clashing ones are named by their files.
+    scales = [int(meta["scale"]) for _, meta in loaded]
+    names = method_names(files, [meta["model"] for _, meta in loaded], scales)
     result_methods = [
-        Method(name if keys.count((name, scale)) == 1 else f.stem, scale, generator)
-        for name, f, generator, scale in methods
+        Method(name, scale, generator)
+        for name, scale, (generator, _) in zip(names, scales, loaded, strict=True)
     ]
     print(f"evaluating {len(result_methods)} model(s) and bicubic on {len(volumes)} volume(s)")
     on_off = {True: "on", False: "off"}

@@ -85,19 +85,22 @@ def run(args: argparse.Namespace) -> int:
         model_options=_options(args.model_options),
     )
     command = "fagan " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    setup_logging()
+    restore_logging = setup_logging()
     start = time.perf_counter()
-    result = run_experiment(
-        args.out,
-        settings,
-        scales=tuple(args.scales),
-        ablation_scale=args.ablation_scale,
-        device=args.device,
-        fid_weights=args.fid_weights,
-        fid=not args.no_fid,
-        command=command,
-        log_fn=print,
-    )
+    try:
+        result = run_experiment(
+            args.out,
+            settings,
+            scales=tuple(args.scales),
+            ablation_scale=args.ablation_scale,
+            device=args.device,
+            fid_weights=args.fid_weights,
+            fid=not args.no_fid,
+            command=command,
+            log_fn=print,
+        )
+    finally:
+        restore_logging()
     print()
     for table in result.tables:
         if table.name.startswith(("table", "paired")):

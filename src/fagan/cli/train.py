@@ -12,6 +12,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--export", metavar="RUN_DIR", help="write RUN_DIR's (EMA) generator as release weights to --out"
     )
+    parser.add_argument("--overwrite", action="store_true", help="with --export: replace --out if it exists")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
     parser.add_argument(
         "--vgg-weights",
@@ -63,9 +65,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def setup_logging() -> None:
+def setup_logging() -> Callable[[], None]:
     """fagan's messages on stderr (INFO on rank 0, warnings on other ranks), written through tqdm
-    so the progress bar stays intact."""
+    so the progress bar stays intact. Returns a function that restores the logger as it was (so a
+    later command in the same process, as in tests, does not print INFO lines)."""
     import logging
     import os
     import sys
@@ -77,11 +80,19 @@ def setup_logging() -> None:
             tqdm.write(self.format(record), file=sys.stderr)
 
     logger = logging.getLogger("fagan")
+    level, handlers = logger.level, list(logger.handlers)
+
+    def restore() -> None:
+        logger.setLevel(level)
+        for handler in [h for h in logger.handlers if h not in handlers]:
+            logger.removeHandler(handler)
+
     if not any(isinstance(h, _TqdmHandler) or type(h).__name__ == "_TqdmHandler" for h in logger.handlers):
         handler = _TqdmHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.INFO if int(os.environ.get("RANK", "0")) == 0 else logging.WARNING)
+    return restore
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,13 +104,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.export:
         if args.config or args.resume or args.data or args.overrides:
-            raise FaganError("--export takes only RUN_DIR and --out")
+            raise FaganError("--export takes only RUN_DIR, --out and --overwrite")
         if not args.out:
             raise FaganError("--export RUN_DIR needs --out W.safetensors")
         from fagan.training.trainer import export_release
 
-        print(f"wrote {export_release(args.export, args.out)}")
+        print(f"wrote {export_release(args.export, args.out, overwrite=args.overwrite)}")
         return 0
+    if args.overwrite:
+        raise FaganError("--overwrite applies to --export only; a new run needs a new or empty --out")
 
     from fagan.training.config import load_config
 
@@ -133,15 +146,18 @@ def run(args: argparse.Namespace) -> int:
 
     from fagan.training.trainer import train
 
-    setup_logging()
-    release = train(
-        config,
-        run_dir,
-        device=args.device,
-        vgg_weights=args.vgg_weights,
-        resume=bool(args.resume),
-        tensorboard=args.tensorboard,
-    )
+    restore_logging = setup_logging()
+    try:
+        release = train(
+            config,
+            run_dir,
+            device=args.device,
+            vgg_weights=args.vgg_weights,
+            resume=bool(args.resume),
+            tensorboard=args.tensorboard,
+        )
+    finally:
+        restore_logging()
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"wrote {release}")
     return 0

@@ -22,6 +22,10 @@ FOREGROUND_THRESHOLD = 0.05
 PATCH_RETRIES = 10
 
 
+class NoSlicesError(FaganError):
+    """No slice of a dataset's volumes passes the size and foreground tests."""
+
+
 class SlicePair(NamedTuple):
     """One training or evaluation sample.
 
@@ -140,7 +144,7 @@ class SliceDataset(Dataset):
             self.volumes.append(data)
             self.entries.extend(self._keep(v, data, max_slices_per_volume))
         if not self.entries:
-            raise FaganError(
+            raise NoSlicesError(
                 f"no slice of the {len(volumes)} volume(s) is large enough and at least "
                 f"{min_foreground:.0%} foreground; lower min_foreground or patch_size"
             )
@@ -273,4 +277,10 @@ def _augment(patch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     return torch.rot90(patch, turns, dims=(0, 1)) if turns else patch
 
 
-__all__ = ["FOREGROUND_THRESHOLD", "SliceDataset", "SliceEntry", "SlicePair"]
+__all__ = [
+    "FOREGROUND_THRESHOLD",
+    "NoSlicesError",
+    "SliceDataset",
+    "SliceEntry",
+    "SlicePair",
+]

@@ -275,8 +275,8 @@ def _select_frame(path: Path, n_frames: int, frame: int | None, what: str) -> in
     """Validate ``frame`` against ``n_frames`` volumes; return the index to use."""
     if n_frames > 1 and frame is None:
         raise FaganError(
-            f"{path}: {what} holds {n_frames} volumes; choose one with frame=0..{n_frames - 1} "
-            "(--frame on the command line)"
+            f"{path}: {what} holds {n_frames} volumes; fagan works on one 3D volume at a time - save "
+            f"the one you want as its own file, or pick it with `fagan upscale --frame 0..{n_frames - 1}`"
         )
     index = 0 if frame is None else int(frame)
     if index >= n_frames:

@@ -60,6 +60,7 @@ class Manifest:
 
     def __post_init__(self) -> None:
         split_of: dict[str, str] = {}
+        split_of_file: dict[Path, ManifestEntry] = {}
         for entry in self.entries:
             if entry.split not in SPLITS:
                 raise FaganError(
@@ -71,6 +72,13 @@ class Manifest:
                 raise FaganError(
                     f"subject {entry.subject!r} appears in both {first} and {entry.split}; "
                     "a subject must stay in one split - fix the manifest"
+                )
+            other = split_of_file.setdefault(Path(entry.path).resolve(), entry)
+            if other.split != entry.split:
+                raise FaganError(
+                    f"{entry.path} is listed in both {other.split} (subject {other.subject!r}) and "
+                    f"{entry.split} (subject {entry.subject!r}); a volume must stay in one split - "
+                    "fix the manifest"
                 )
 
     def paths(self, split: str) -> list[Path]:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fagan import FaganError
 from fagan.atomic import atomic_path
 from fagan.data.io import read_volume, volume_stem
 from fagan.evaluation.simulate import (
@@ -199,15 +200,56 @@ def evaluate(
                     if r.scale == scale and r.volume == info.name and r.method in panels
                 }
                 title = f"{info.name} x{scale}: " + ", ".join(f"{k} {v:.2f} dB" for k, v in scores.items())
-                result.figures.append(
-                    comparison_figure(hr_slice, panels, title, folder / f"{info.name}_x{scale}.png")
-                )
+                path = folder / figure_name(info.name, scale)
+                try:  # a figure is an extra: failing to draw one must not lose the scores
+                    result.figures.append(comparison_figure(hr_slice, panels, title, path))
+                except (OSError, ValueError) as exc:
+                    log.warning("could not write the figure %s: %s", path, exc)
+                    progress(f"x{scale} {info.name}: figure not written ({' '.join(str(exc).split())})")
     if fid_network is not None:
         for scale in scales:
             real = np.concatenate(features[("HR", scale)])
             for name in [BICUBIC, *(m.name for m in by_scale[scale])]:
                 result.fid[(name, scale)] = fid_from_features(real, np.concatenate(features[(name, scale)]))
     return result
+
+
+def figure_name(volume: str, scale: int) -> str:
+    """The file name of a volume's comparison figure: volume names such as ``p1/t1`` (same file
+    names in different folders) become ``p1_t1_x4.png``, one file in the figures folder."""
+    safe = volume.replace("/", "_").replace("\\", "_")
+    return f"{safe}_x{scale}.png"
+
+
+def method_names(files: Sequence[Path], models: Sequence[str], scales: Sequence[int]) -> list[str]:
+    """Unique names at each scale for the weights ``files`` (of generators ``models`` at
+    ``scales``): the model name where it is unique at its scale, else the file's stem, else as
+    many of its folders as tell it apart (``a/release``, ``runs/a/release``).
+
+    The same file given twice is a FaganError.
+    """
+    paths = [Path(os.path.abspath(f)) for f in files]
+    depth = [0] * len(paths)
+
+    def parts(i: int) -> list[str]:
+        return [*paths[i].parent.parts[1:], paths[i].stem]
+
+    def label(i: int) -> str:
+        if depth[i] == 0:
+            return models[i]
+        if depth[i] > len(parts(i)):
+            return str(paths[i])
+        return "/".join(parts(i)[-depth[i] :])
+
+    while True:
+        keys = [(label(i), scales[i]) for i in range(len(paths))]
+        clash = [i for i, key in enumerate(keys) if keys.count(key) > 1]
+        if not clash:
+            return [key[0] for key in keys]
+        for i in clash:
+            if depth[i] > len(parts(i)):
+                raise FaganError(f"--weights names {files[i]} twice; give each weights file once")
+            depth[i] += 1
 
 
 def _shape(path: Path) -> tuple[int, ...]:
@@ -366,5 +408,7 @@ __all__ = [
     "psnr_ssim_tables",
     "read_rows",
     "evaluation_volumes",
+    "figure_name",
+    "method_names",
     "write_rows",
 ]

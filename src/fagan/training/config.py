@@ -20,6 +20,7 @@ Keys inside the free-form dicts ``model.overrides`` (generator options) and
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -192,8 +193,12 @@ def check(config: TrainConfig) -> None:
         ("optim.lr", o.lr),
         ("optim.d_lr", o.d_lr),
     ):
-        if value < 0:
-            fail(key, f"must not be negative, not {value}")
+        if not math.isfinite(value) or value < 0:  # a learning rate of 0 keeps the weights as they are
+            fail(key, f"must be a finite number of at least 0, not {value}")
+    if not math.isfinite(o.lr_gamma) or o.lr_gamma <= 0:
+        fail("optim.lr_gamma", f"must be a finite number above 0, not {o.lr_gamma}")
+    if any(m < 0 for m in o.lr_milestones):
+        fail("optim.lr_milestones", f"must be steps of at least 0, not {list(o.lr_milestones)}")
     if not 0 <= s.ema_decay < 1:
         fail("schedule.ema_decay", f"must lie in [0, 1), not {s.ema_decay}")
     if not all(0 <= b < 1 for b in o.betas):

@@ -11,7 +11,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from fagan import FaganError
-from fagan.data import SliceDataset, SlicePair
+from fagan.data import SliceDataset, SlicePair, Volume
+from fagan.data.datasets import NoSlicesError
 from fagan.data.manifest import Manifest, scan_volumes
 from fagan.data.sample import sample_volumes
 from fagan.metrics.image import SSIM_WINDOW
@@ -65,15 +66,27 @@ def validation_dataset(paths: list[Path], config: DataConfig, scale: int) -> Sli
     volumes; None if none."""
     if not paths or config.val_slices == 0:
         return None
-    return SliceDataset(
-        paths,
-        scale,
-        axes=config.axes,
-        degradation=config.degradation,
-        min_foreground=config.min_foreground,
-        max_slices_per_volume=math.ceil(config.val_slices / len(paths)),
-        min_side=SSIM_WINDOW,  # validation scores SSIM: thin cuts of a 10-slice volume cannot be scored
-    )
+    try:
+        return SliceDataset(
+            paths,
+            scale,
+            axes=config.axes,
+            degradation=config.degradation,
+            min_foreground=config.min_foreground,
+            max_slices_per_volume=math.ceil(config.val_slices / len(paths)),
+            min_side=SSIM_WINDOW,  # validation scores SSIM: thin cuts of a 10-slice volume cannot be scored
+        )
+    except NoSlicesError:
+        names = [
+            str(p.meta.get("path", "an in-memory volume") if isinstance(p, Volume) else p) for p in paths
+        ]
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        raise FaganError(
+            f"the val split ({len(paths)} volume(s): {shown}) has no slice usable for validation, "
+            f"which needs sides of at least {max(scale, SSIM_WINDOW)} pixels and "
+            f"{config.min_foreground:.0%} foreground; put larger volumes in the val split, lower "
+            "data.min_foreground, or set data.val_slices=0 to train without validation"
+        ) from None
 
 
 class SampleStream(Sampler):

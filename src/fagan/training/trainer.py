@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ from fagan import FaganError
 from fagan.data import SliceDataset, upsample_bicubic
 from fagan.losses import GeneratorLoss, PerceptualLoss, PixelLoss, discriminator_loss
 from fagan.metrics import psnr, ssim
-from fagan.models import build_discriminator, build_generator
+from fagan.models import build_discriminator, build_generator, generator_config
 from fagan.models.generator import Generator, grow_upsampling
 from fagan.models.release import load_release, save_release
 from fagan.training import checkpoint, logs
@@ -217,11 +218,14 @@ def _init_generator(generator: Generator, path: str) -> None:
     )
 
 
-def _build(config: TrainConfig, runtime: Runtime) -> Networks:
-    """Networks, EMA and optimisers on the device (DDP-wrapped when distributed)."""
+def _build(config: TrainConfig, runtime: Runtime, *, init: bool = True) -> Networks:
+    """Networks, EMA and optimisers on the device (DDP-wrapped when distributed).
+
+    ``init=False`` leaves ``model.init_weights`` unread (a resumed run's checkpoint holds the weights).
+    """
     m, o = config.model, config.optim
     generator = build_generator(m.name, m.scale, **m.overrides)
-    if m.init_weights:
+    if m.init_weights and init:
         _init_generator(generator, m.init_weights)
     discriminator = build_discriminator(**m.discriminator) if config.adversarial else None
     fmt = torch.channels_last if runtime.cuda else torch.contiguous_format
@@ -303,6 +307,42 @@ def _restore(nets: Networks, payload: dict[str, Any], runtime: Runtime, seed: in
         torch.manual_seed(seed + runtime.rank + payload["step"])
 
 
+def _check_resume(config: TrainConfig, payload: dict[str, Any], run_dir: Path) -> None:
+    """Refuse to resume ``run_dir``'s checkpoint ``payload`` with another architecture or with
+    fewer steps than it has already taken; FaganError naming the keys."""
+    saved = payload.get("config") or {}
+    model = saved.get("model") or {}
+    name, scale = model.get("name", config.model.name), model.get("scale", config.model.scale)
+    differ: list[tuple[str, Any, Any]] = []
+    if name != config.model.name:
+        differ.append(("model.name", config.model.name, name))
+    if scale != config.model.scale:
+        differ.append(("model.scale", config.model.scale, scale))
+    if name == config.model.name:
+        mine = dataclasses.asdict(generator_config(config.model.name, **config.model.overrides))
+        theirs = dataclasses.asdict(generator_config(name, **(model.get("overrides") or {})))
+        differ += [(f"model.overrides.{k}", mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]]
+    if payload.get("discriminator") is not None and config.adversarial:
+        mine_d, theirs_d = config.model.discriminator, model.get("discriminator") or {}
+        differ += [
+            (f"model.discriminator.{k}", mine_d.get(k, "default"), theirs_d.get(k, "default"))
+            for k in sorted(set(mine_d) | set(theirs_d))
+            if mine_d.get(k) != theirs_d.get(k)
+        ]
+    if differ:
+        shown = ", ".join(f"{key} is {new} but the run has {old}" for key, new, old in differ)
+        raise FaganError(
+            f"--resume cannot change the architecture of {run_dir} ({shown}); drop those --set "
+            "overrides, or train a new run (model.init_weights can start it from this one's release)"
+        )
+    step = int(payload["step"])
+    if config.schedule.steps < step:
+        raise FaganError(
+            f"config key schedule.steps: {config.schedule.steps} is below the {step} steps {run_dir} has "
+            f"already taken; resume with schedule.steps of at least {step} (a run cannot go back)"
+        )
+
+
 class _Batches:
     """Endless (lr, hr) batches moved to the device (non-blocking from pinned memory on GPU)."""
 
@@ -318,17 +358,64 @@ class _Batches:
         return lr, hr
 
 
-def _prepare_run_dir(run_dir: Path, resume: bool) -> None:
+#: Files a run writes into its folder while starting, before it is a run that can be resumed.
+_STARTUP_FILES = ("train.log",)
+
+
+def _is_run(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a (possibly unfinished) training run."""
+    started = (run_dir / "config.yaml").is_file() and (run_dir / "train.log").is_file()
+    return bool(checkpoint.list_checkpoints(run_dir)) or (run_dir / logs.LOSSES).exists() or started
+
+
+def _prepare_run_dir(run_dir: Path, resume: bool) -> bool:
+    """Check ``run_dir`` for a new run (or for resuming one) and create it; returns whether it was
+    created by this call. A new run refuses a folder that holds a run or any other files."""
     if resume:
         if not run_dir.is_dir():
             raise FileNotFoundError(f"run directory not found: {run_dir}")
+        return False
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FileExistsError(f"{run_dir} is a file, not a folder; choose another --out")
+    if run_dir.is_dir():
+        if _is_run(run_dir):
+            raise FileExistsError(
+                f"{run_dir} already holds a training run; continue it with --resume {run_dir} "
+                "or choose another --out"
+            )
+        others = sorted(p.name for p in run_dir.iterdir() if p.name not in _STARTUP_FILES)
+        if others:
+            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+            raise FileExistsError(
+                f"{run_dir} is not empty ({shown}) and holds no training run; "
+                "choose a new or empty folder for --out"
+            )
+        return False
+    run_dir.mkdir(parents=True)
+    return True
+
+
+def _remove_startup(run_dir: Path, created: bool, before: set[str]) -> None:
+    """Undo what a run that failed before its first step left in ``run_dir``: the folder itself if
+    this run created it, else the entries it added."""
+    if created:
+        shutil.rmtree(run_dir, ignore_errors=True)
         return
-    if checkpoint.list_checkpoints(run_dir) or (run_dir / logs.LOSSES).exists():
-        raise FileExistsError(
-            f"{run_dir} already holds a training run; continue it with --resume {run_dir} "
-            "or choose another --out"
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
+    for entry in run_dir.iterdir() if run_dir.is_dir() else ():
+        if entry.name not in before:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+
+@dataclass
+class _Progress:
+    """What the caller of :func:`_train` needs to know when it fails: whether a step was taken,
+    and the writers to close."""
+
+    started: bool = False
+    writers: list[Any] = dataclasses.field(default_factory=list)
 
 
 def train(
@@ -345,22 +432,30 @@ def train(
     runtime = start(device)
     run_dir = Path(run_dir)
     handler: logging.Handler | None = None
-    writers: list[Any] = []
+    progress = _Progress()
+    created, before, failed = False, set(), False
     try:
         if runtime.is_main:
-            _prepare_run_dir(run_dir, resume)
+            before = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
+            created = _prepare_run_dir(run_dir, resume)
             handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
             logging.getLogger("fagan").addHandler(handler)
             if logging.getLogger("fagan").getEffectiveLevel() > logging.INFO:
                 logging.getLogger("fagan").setLevel(logging.INFO)
-        return _train(config, run_dir, runtime, vgg_weights, resume, tensorboard, writers)
+        return _train(config, run_dir, runtime, vgg_weights, resume, tensorboard, progress)
+    except Exception:
+        failed = True
+        raise
     finally:
-        for writer in writers:
+        for writer in progress.writers:
             writer.close()
         if handler is not None:
             logging.getLogger("fagan").removeHandler(handler)
             handler.close()
+        # A new run that failed its checks (bad data, config or weights) leaves nothing behind.
+        if failed and handler is not None and not resume and not progress.started:
+            _remove_startup(run_dir, created, before)
         stop(runtime)
 
 
@@ -371,7 +466,7 @@ def _train(
     vgg_weights: str | os.PathLike | None,
     resume: bool,
     tensorboard: bool,
-    writers: list[Any],
+    progress: _Progress,
 ) -> Path:
     from tqdm import tqdm
 
@@ -391,9 +486,13 @@ def _train(
     # Everything that can fail for a user's reason fails here, before the first step.
     writer = logs.tensorboard_writer(run_dir / "tensorboard") if tensorboard and runtime.is_main else None
     if writer is not None:
-        writers.append(writer)
+        progress.writers.append(writer)
+    payload: dict[str, Any] | None = None
+    if resume and checkpoint.list_checkpoints(run_dir):
+        payload, path = checkpoint.load_latest(run_dir)  # on CPU: RNG states must stay there
+        _check_resume(config, payload, run_dir)
     loss_fn = _loss_fn(config, vgg_weights, runtime.device)
-    nets = _build(config, runtime)
+    nets = _build(config, runtime, init=payload is None)
     torch.manual_seed(
         config.seed + runtime.rank
     )  # the networks are built alike; from here on each rank differs
@@ -404,15 +503,14 @@ def _train(
         log.warning("no validation data (%s has no val split); validation is skipped", source)
 
     step, samples, bad = 0, 0, 0
-    if resume and not checkpoint.list_checkpoints(run_dir):
+    if resume and payload is None:
         # Stopped (killed) before its first checkpoint: nothing to restore, so the run starts over;
         # the seeds above make that the same run.
         log.warning("%s holds no checkpoint yet; starting the run again from step 0", run_dir)
         if runtime.is_main:
             logs.truncate_after(run_dir / logs.LOSSES, 0)
             logs.truncate_after(run_dir / logs.VALIDATION, 0)
-    elif resume:
-        payload, path = checkpoint.load_latest(run_dir)  # on CPU: RNG states must stay there
+    elif payload is not None:
         _restore(nets, payload, runtime, config.seed)
         step, samples = int(payload["step"]), int(payload["samples_seen"])
         if runtime.is_main:
@@ -448,6 +546,7 @@ def _train(
     )
     bar = tqdm(total=s.steps, initial=step, unit="step", disable=not runtime.is_main, dynamic_ncols=True)
     started = time.perf_counter()
+    progress.started = True
     try:
         while step < s.steps:
             lr, hr = batches.next()
@@ -552,15 +651,25 @@ def _train(
     return release
 
 
-def export_release(run_dir: str | os.PathLike, out: str | os.PathLike, ema: bool = True) -> Path:
-    """Write the generator of ``run_dir``'s newest intact checkpoint as a release file.
+def export_release(
+    run_dir: str | os.PathLike, out: str | os.PathLike, ema: bool = True, overwrite: bool = False
+) -> Path:
+    """Write the generator of ``run_dir``'s newest intact checkpoint as a release file (atomically).
 
-    The EMA weights when ``ema`` and the run kept them, else the trained generator's.
+    The EMA weights when ``ema`` and the run kept them, else the trained generator's. An existing
+    ``out`` is replaced only with ``overwrite``, and never when it is the run's config or a checkpoint.
     """
-    run_dir = Path(run_dir)
+    run_dir, out = Path(run_dir), Path(out)
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path} not found; give the directory of a `fagan train` run")
+    if out.is_dir():
+        raise FileExistsError(f"{out} is a folder; give the .safetensors file to write")
+    target = out.resolve()
+    if target == config_path.resolve() or target.parent == (run_dir / checkpoint.FOLDER).resolve():
+        raise FileExistsError(f"{out} belongs to the run itself; write the release elsewhere")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
     config = load_config(config_path)
     payload, path = checkpoint.load_latest(run_dir)
     generator = build_generator(config.model.name, config.model.scale, **config.model.overrides)
