@@ -88,9 +88,9 @@ def run(args: argparse.Namespace) -> int:
         volume = read_volume(source, frame=args.frame)
         if args.axis != 2 and volume.array.shape[2] == 1:
             raise ValueError(f"{source} is a 2D image; upscale it along --axis 2")
-        check_output_shape(output, volume.array.shape, args.axis)
         check_png_range(output, volume.array)
         if shape is None:  # headers unreadable on their own: check now, the input already held
+            check_output_shape(output, volume.array.shape, args.axis)
             free = available_memory()
             memory = None if free is None else free + volume.array.nbytes
             check_resources(volume.array.shape, args.scale, args.axis, output, memory=memory)

@@ -56,12 +56,13 @@ def check_output(path: str | os.PathLike, inputs: list[Path], overwrite: bool) -
     return out
 
 
-def check_output_shape(path: str | os.PathLike, shape: tuple[int, ...], axis: int) -> None:
-    """Refuse, before any work, a ``.npy``/``.png`` output for an input that is not one 2D slice."""
+def check_output_shape(path: str | os.PathLike, shape: tuple[int, ...], axis: int = 2) -> None:
+    """Refuse a ``.npy``/``.png`` output for an image that is not one 2D slice along ``axis``
+    (called before any work on the input's shape, and by :func:`save_result` on the result's)."""
     kind = output_kind(path)
     if kind in (".npy", ".png") and (axis != 2 or len(shape) == 3 and shape[2] != 1):
         raise FaganError(
-            f"{kind} output holds one 2D slice; this input has shape {tuple(shape)}: use .nii.gz"
+            f"{kind} output holds one 2D slice; this image has shape {tuple(shape)}: use .nii.gz"
         )
 
 
@@ -87,10 +88,7 @@ def save_result(path: str | os.PathLike, volume: Volume, overwrite: bool = False
         return path
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
-    if volume.array.ndim == 3 and volume.array.shape[2] != 1:
-        raise FaganError(
-            f"{kind} output holds one 2D slice; this result has shape {volume.array.shape}: use .nii.gz"
-        )
+    check_output_shape(path, volume.array.shape)
     image = volume.array.reshape(volume.array.shape[:2]).astype(np.float32)
     with atomic_path(path, suffix=kind) as tmp:
         if kind == ".npy":
