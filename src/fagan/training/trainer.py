@@ -46,6 +46,7 @@ from fagan.data import SliceDataset, upsample_bicubic
 from fagan.losses import GeneratorLoss, PerceptualLoss, PixelLoss, discriminator_loss
 from fagan.metrics import psnr, ssim
 from fagan.models import build_discriminator, build_generator, generator_config
+from fagan.models.config import GeneratorConfig
 from fagan.models.generator import Generator, grow_upsampling
 from fagan.models.release import load_release, save_release
 from fagan.training import checkpoint, logs
@@ -186,6 +187,12 @@ def state_hash(module: nn.Module) -> str:
     return digest.hexdigest()
 
 
+def _differences(mine: GeneratorConfig, theirs: GeneratorConfig) -> list[tuple[str, Any, Any]]:
+    """``(field, mine, theirs)`` for each generator setting in which two configurations differ."""
+    a, b = dataclasses.asdict(mine), dataclasses.asdict(theirs)
+    return [(k, a[k], b[k]) for k in a if a[k] != b[k]]
+
+
 def _init_generator(generator: Generator, path: str) -> None:
     """Start ``generator`` from the weights of a release file of the same architecture.
 
@@ -198,11 +205,10 @@ def _init_generator(generator: Generator, path: str) -> None:
             f"model.init_weights {path} holds x{source.scale} weights, more than this run's "
             f"x{generator.scale}; start from weights of x{generator.scale} or a smaller scale"
         )
-    mine, theirs = dataclasses.asdict(generator.config), dataclasses.asdict(source.config)
-    differ = [k for k in mine if mine[k] != theirs.get(k)]
+    differ = _differences(generator.config, source.config)
     if differ:
-        have = ", ".join(f"{k}={theirs[k]}" for k in differ)
-        want = ", ".join(f"{k}={mine[k]}" for k in differ)
+        have = ", ".join(f"{k}={theirs}" for k, _, theirs in differ)
+        want = ", ".join(f"{k}={mine}" for k, mine, _ in differ)
         raise FaganError(
             f"model.init_weights {path} holds a different generator ({have} where this run has {want}); "
             "set model.overrides to match"
@@ -319,9 +325,9 @@ def _check_resume(config: TrainConfig, payload: dict[str, Any], run_dir: Path) -
     if scale != config.model.scale:
         differ.append(("model.scale", config.model.scale, scale))
     if name == config.model.name:
-        mine = dataclasses.asdict(generator_config(config.model.name, **config.model.overrides))
-        theirs = dataclasses.asdict(generator_config(name, **(model.get("overrides") or {})))
-        differ += [(f"model.overrides.{k}", mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]]
+        mine = generator_config(config.model.name, **config.model.overrides)
+        theirs = generator_config(name, **(model.get("overrides") or {}))
+        differ += [(f"model.overrides.{k}", new, old) for k, new, old in _differences(mine, theirs)]
     if payload.get("discriminator") is not None and config.adversarial:
         mine_d, theirs_d = config.model.discriminator, model.get("discriminator") or {}
         differ += [
