@@ -69,8 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # threads made inference 1.5x slower (BENCHMARKS.md). Set before torch is first imported.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _terminate)
+    # Only while the command runs: a signal after it (PyTorch joining its data-loader workers at
+    # exit, say) must not raise into an atexit callback, and a caller's own handlers come back.
+    previous = {signum: signal.signal(signum, _terminate) for signum in (signal.SIGTERM, signal.SIGHUP)}
     try:
         return int(args.func(args) or 0)
     except (ValueError, OSError) as exc:
@@ -83,3 +84,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fagan: interrupted", file=sys.stderr)
         return 130
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
