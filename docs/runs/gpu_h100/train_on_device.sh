@@ -12,6 +12,8 @@
 # only if its final validation PSNR is above the shipped file's (x4 27.93 dB, x8 21.56 dB) and, against
 # it (`fagan evaluate --weights OLD NEW`), both the held-out brains' mean and the five-volume mean of
 # PSNR are higher. Of two x4 candidates that both pass, the one with the higher brains' mean ships.
+# Round 2 (ROUND=2, written after round 1 ran and before any of its scores was read) keeps the same rule,
+# with the shipped x2's validation of 36.89 dB.
 #
 # Run on the device machine with: DEVICE=cuda BUDGET=500 bash docs/runs/gpu_h100/train_on_device.sh
 # (a dry run on a CPU: DEVICE=cpu BUDGET=200 PROBE_STEPS=4 BATCH=4 OUT=/tmp/out bash ...).
@@ -41,8 +43,24 @@ declare -A ARGS=(
     --set data.patch_size=96 --set optim.lr=0.0001"
 )
 NAMES="x4_gpu_from_x2 x4_gpu_continue x8_gpu_from_x2"
+if [ "${ROUND:-1}" = 2 ]; then
+  # Round 2, on what was left of the lease: x2 trained further, and the two continued runs of round 1
+  # carried on at half their learning rate (their exports carried in .gpu_init/).
+  G=.gpu_init
+  ARGS=(
+    [x2_gpu_continue]="--config configs/fagan_x2_psnr.yaml --set model.init_weights=$W/fagan_x2.safetensors
+      --set data.patch_size=64 --set data.noise_range=[0.0,0.05] --set optim.lr=0.00005"
+    [x4_gpu_continue2]="--config configs/fagan_x4_psnr.yaml
+      --set model.init_weights=$G/x4_gpu_continue.export.safetensors
+      --set data.patch_size=64 --set data.noise_range=[0.0,0.05] --set optim.lr=0.000025"
+    [x8_gpu_continue]="--config configs/fagan_x8_psnr.yaml --set model.init_weights=$G/x8_gpu_from_x2.export.safetensors
+      --set data.patch_size=96 --set optim.lr=0.00005"
+  )
+  NAMES="x2_gpu_continue x4_gpu_continue2 x8_gpu_continue"
+  DEVICE_CHECKS=no
+fi
 
-if [ "$DEVICE" = cuda ]; then
+if [ "$DEVICE" = cuda ] && [ "${DEVICE_CHECKS:-yes}" = yes ]; then
   echo "== CUDA against CPU ($(date -u +%T))"
   nvidia-smi -L
   python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
