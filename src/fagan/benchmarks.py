@@ -299,10 +299,10 @@ def whole_volume(settings: Settings, device: torch.device) -> dict[str, Any]:
 
 
 def large_slices(settings: Settings, device: torch.device) -> list[dict[str, Any]]:
-    """One ``large_size``^2 output slice of the default FA-GAN per scale through the tiled path
+    """One ``large_size``^2 output slice of the default FA-GAN per scale through the default tiling
     of :func:`fagan.inference.upscale_batch`: wall time and peak memory."""
     from fagan.inference import upscale_batch
-    from fagan.inference.upscale import DEFAULT_TILE
+    from fagan.inference.upscale import default_tile
     from fagan.models import build_generator
     from fagan.models.fast import optimize_for_inference
 
@@ -319,7 +319,7 @@ def large_slices(settings: Settings, device: torch.device) -> list[dict[str, Any
                 "model": "fagan",
                 "scale": scale,
                 "output": settings.large_size,
-                "tile": DEFAULT_TILE,
+                "tile": default_tile(scale),
                 "seconds": time.perf_counter() - start,
                 "peak_mib": _mib(peak),
             }
@@ -534,7 +534,7 @@ def format_report(results: dict[str, Any]) -> str:
             for r in results["training"]
         ],
     )
-    lines += ["", "one large slice, default FA-GAN, tiled (tile = low-resolution pixels):"]
+    lines += ["", "one large slice, default FA-GAN, default tile (low-resolution pixels):"]
     lines += _table(
         ("scale", "output", "tile", "s", "peak MiB"),
         [

@@ -4,7 +4,9 @@ import torch
 
 from fagan.data.degrade import degrade
 from fagan.data.io import Volume
+from fagan.inference import upscale as upscale_module
 from fagan.inference import upscale_batch, upscale_volume
+from fagan.inference.upscale import default_tile
 
 from .conftest import tiny_generator
 
@@ -19,6 +21,25 @@ def test_tiling_matches_a_single_pass(size: tuple[int, int]) -> None:
     # Global attention and channel statistics see a tile, not the slice: close, not equal.
     assert (tiled - whole).abs().mean() < 0.01
     assert (tiled - whole).abs().max() < 0.1
+
+
+def test_default_tile_is_a_1024_pixel_output() -> None:
+    assert [default_tile(s) for s in (2, 4, 8)] == [512, 256, 128]
+
+
+def test_default_tile_runs_smaller_slices_whole_and_tiles_larger_ones(monkeypatch) -> None:
+    generator = tiny_generator(2)
+    lr = torch.rand(1, 1, 40, 40)
+    whole = upscale_batch(generator, lr, tile=0)
+    assert torch.equal(upscale_batch(generator, lr), whole)  # 40 <= 512: no seams at all
+    monkeypatch.setattr(upscale_module, "DEFAULT_TILE_OUTPUT", 66)  # x2: 33-pixel tiles
+    tiled = upscale_batch(generator, lr)
+    assert torch.equal(tiled, upscale_batch(generator, lr, tile=33))
+    assert not torch.equal(tiled, whole)
+    volume = Volume(lr[0, 0, :, :, None].numpy() * 100.0, np.eye(4), {})
+    assert np.array_equal(
+        upscale_volume(volume, generator).array, upscale_volume(volume, generator, tile=33).array
+    )
 
 
 def test_overlap_must_be_smaller_than_tile() -> None:

@@ -28,7 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--axis", type=int, default=2, choices=(0, 1, 2), help="slice axis (default 2)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--batch-size", type=int, default=4, help="slices per network call (default 4)")
-    p.add_argument("--tile", type=int, default=128, help="tile side in input pixels; 0 disables tiling")
+    p.add_argument(
+        "--tile",
+        type=int,
+        help="tile side in input pixels (default: 1024 / scale, a 1024x1024 output per tile; smaller "
+        "slices go through whole); 0 disables tiling",
+    )
     p.add_argument("--frame", type=int, help="frame of a 4D input to upscale")
     p.add_argument(
         "--no-consistency",
@@ -67,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size must be at least 1, not {args.batch_size}")
     from fagan.inference.upscale import DEFAULT_OVERLAP
 
-    if args.tile < 0 or 0 < args.tile <= 2 * DEFAULT_OVERLAP:
+    if args.tile is not None and (args.tile < 0 or 0 < args.tile <= 2 * DEFAULT_OVERLAP):
         raise ValueError(
             f"--tile must be 0 (off) or more than {2 * DEFAULT_OVERLAP} pixels "
             f"(tiles overlap by {DEFAULT_OVERLAP}), not {args.tile}"

@@ -2,9 +2,13 @@
 
 Slices go through the network in batches. A slice larger than ``tile`` low-resolution pixels is
 cut into overlapping tiles whose outputs are blended with weights that fall linearly to the
-tile's edges, so memory is bounded by the tile size, not the slice size, and tile seams do not
-show. A batch is also split so that one network call makes at most ``max_pixels`` output pixels,
-which bounds memory at x8, where a 128-pixel tile is a 1024x1024 output. Intensities are
+tile's edges, so memory is bounded by the tile size, not the slice size. The default tile makes
+a 1024x1024 output at every scale (:func:`default_tile`), so a slice of up to 512 pixels at x2
+or 256 at x4 goes through whole: self-attention then sees the whole slice, and there is no seam.
+A tiled output differs from the whole one near the seams, by up to 1% of the intensity range on
+the held-out abdomen at x2 with 128-pixel tiles, because each tile's self-attention sees only
+that tile. A batch is also split so that one network call makes at most ``max_pixels`` output
+pixels. Intensities are
 normalised per volume exactly as in training and mapped back afterwards. Each whole output
 slice is then, by default, projected onto the images that reproduce its input exactly when
 downsampled (:mod:`fagan.inference.consistency`); an ONNX export holds the network alone.
@@ -29,12 +33,19 @@ from fagan.data.normalize import fit_scaling
 from fagan.inference.consistency import project_onto_input
 from fagan.inference.geometry import in_plane_axes, resampled_affine
 
-DEFAULT_TILE = 128
+#: Output side of the default tile: one network call of the default FA-GAN on it needs about
+#: 0.5-1.2 GB in fp32 on CPU at x2-x8 (BENCHMARKS.md).
+DEFAULT_TILE_OUTPUT = 1024
 DEFAULT_OVERLAP = 16
 #: Output pixels per network call (16 slices of 256x256): about 1.2 GB of activations at most for
 #: the default FA-GAN in fp32 on CPU (x8, one 1024x1024 tile); see BENCHMARKS.md.
 DEFAULT_MAX_PIXELS = 2**20
 PRECISIONS = ("fp32", "bf16")
+
+
+def default_tile(scale: int) -> int:
+    """The default tile side in input pixels at ``scale``: 512 at x2, 256 at x4, 128 at x8."""
+    return max(DEFAULT_TILE_OUTPUT // scale, 2 * DEFAULT_OVERLAP + 1)
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -98,7 +109,7 @@ def _undo_dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
 def upscale_batch(
     generator: nn.Module,
     lr: torch.Tensor,
-    tile: int = DEFAULT_TILE,
+    tile: int | None = None,
     overlap: int = DEFAULT_OVERLAP,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     precision: str = "fp32",
@@ -106,7 +117,8 @@ def upscale_batch(
 ) -> torch.Tensor:
     """Super-resolve a batch ``lr`` (B, C, h, w) -> (B, C, s*h, s*w), tiling when h or w > tile.
 
-    ``tile`` and ``overlap`` are in low-resolution pixels; ``tile <= 0`` disables tiling.
+    ``tile`` and ``overlap`` are in low-resolution pixels; ``tile`` None is
+    :func:`default_tile` of the generator's scale, and ``tile <= 0`` disables tiling.
     ``max_pixels`` caps the output pixels of one network call (``<= 0``: no cap); ``precision``
     ``"bf16"`` runs the network under bf16 autocast (CUDA only).
 
@@ -116,6 +128,8 @@ def upscale_batch(
     card).
     """
     transforms = [(k, flip) for k in range(4) for flip in (False, True)] if self_ensemble else [(0, False)]
+    if tile is None:
+        tile = default_tile(generator.scale)  # type: ignore[arg-type]
     with _autocast(lr.device, precision):
         total = sum(
             _undo_dihedral(_upscale(generator, _dihedral(lr, k, flip), tile, overlap, max_pixels), k, flip)
@@ -163,7 +177,7 @@ def upscale_volume(
     generator: nn.Module,
     axis: int = 2,
     batch_size: int = 4,
-    tile: int = DEFAULT_TILE,
+    tile: int | None = None,
     overlap: int = DEFAULT_OVERLAP,
     device: torch.device | str = "cpu",
     progress: bool = False,
