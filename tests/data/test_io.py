@@ -113,6 +113,12 @@ def test_nifti_2d_becomes_one_slice(tmp_path):
     assert read_volume(path).array.shape == (6, 5, 1)
 
 
+def test_write_nifti_refuses_an_unknown_space(tmp_path):
+    with pytest.raises(FaganError, match="xform_code"):
+        write_nifti(tmp_path / "out.nii", _blob((3, 3, 3)), np.eye(4), xform_code=0)
+    assert not (tmp_path / "out.nii").exists()
+
+
 def test_write_nifti_refuses_to_overwrite(tmp_path):
     path = tmp_path / "out.nii.gz"
     write_nifti(path, _blob((3, 3, 3)), np.eye(4))

@@ -51,6 +51,9 @@ MAX_VOXELS = 2**30
 #: times n bytes; a header claiming more is lying (checked before allocating the image).
 _MAX_DEFLATE_RATIO = 1032
 
+#: NIfTI xform codes: the affine maps to the scanner's coordinates, or to another (aligned) space.
+SCANNER, ALIGNED = 1, 2
+
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -340,6 +343,11 @@ def _read_nifti(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray, 
         raise _corrupt(path, "NIfTI", exc) from exc
     data = data.reshape((shape + (1, 1))[:3])
     meta = {"format": "nifti", "dtype": str(dtype), "n_frames": n_frames}
+    # The space the affine is in (NIfTI xform code: 1 scanner, 2 aligned, 3 Talairach, 4 MNI),
+    # from the transform nibabel took it from: the sform if set, else the qform.
+    sform, qform = (int(img.header[f"{x}form_code"]) for x in "sq")
+    if sform > 0 or qform > 0:
+        meta["xform_code"] = sform if sform > 0 else qform
     return data, _affine_in_mm(img), meta
 
 
@@ -357,12 +365,20 @@ def _affine_in_mm(img: Any) -> np.ndarray:
 
 
 def write_nifti(
-    path: str | os.PathLike, array: np.ndarray, affine: np.ndarray, *, overwrite: bool = False
+    path: str | os.PathLike,
+    array: np.ndarray,
+    affine: np.ndarray,
+    *,
+    overwrite: bool = False,
+    xform_code: int = ALIGNED,
 ) -> None:
     """Write ``array`` (2D or 3D, stored as float32) with ``affine`` (4x4) to ``.nii``/``.nii.gz``.
 
-    The file is written to a temporary name in the same folder and moved into place, so a
-    crash never leaves a half-written volume. An existing file is kept unless ``overwrite``.
+    The affine goes into the sform and, unless it shears (which a qform cannot hold), the qform
+    too, both with ``xform_code`` (1 scanner, 2 aligned, 3 Talairach, 4 MNI): a viewer that reads
+    either one places the image the same. The file is written to a temporary name in the same
+    folder and moved into place, so a crash never leaves a half-written volume. An existing file
+    is kept unless ``overwrite``.
     """
     import nibabel as nib
 
@@ -384,7 +400,16 @@ def write_nifti(
     affine = np.asarray(affine, dtype=np.float64)
     if affine.shape != (4, 4):
         raise FaganError(f"write_nifti expects a 4x4 affine, got shape {affine.shape}")
+    if xform_code not in (1, 2, 3, 4):
+        raise FaganError(f"write_nifti: xform_code must be 1, 2, 3 or 4, not {xform_code}")
     img = nib.Nifti1Image(data, affine)
+    img.set_sform(affine, xform_code)
+    columns = affine[:3, :3]
+    gram = columns.T @ columns
+    if np.allclose(gram, np.diag(np.diag(gram)), rtol=0, atol=1e-6 * float(np.abs(gram).max())):
+        img.set_qform(affine, xform_code)
+    else:
+        img.set_qform(None, 0)
     img.set_data_dtype(np.float32)
     img.header.set_xyzt_units("mm", "sec")
     with atomic_path(path, suffix=suffix) as tmp:
@@ -567,6 +592,8 @@ def _assemble(
         )
     have_geometry = plane.orientation is not None and located == len(slices)
     meta: dict = {"geometry": "ok" if have_geometry else "missing"}
+    if have_geometry:
+        meta["xform_code"] = SCANNER  # DICOM positions are in the scanner's patient coordinates
     if have_geometry:
         assert plane.orientation is not None
         normal = _normal(plane.orientation)

@@ -23,7 +23,7 @@ import numpy as np
 
 from fagan import FaganError, atomic
 from fagan.atomic import atomic_path
-from fagan.data.io import Volume, write_nifti
+from fagan.data.io import ALIGNED, Volume, write_nifti
 
 OUTPUT_SUFFIXES = (".nii", ".nii.gz", ".npy", ".png")
 
@@ -84,7 +84,8 @@ def save_result(path: str | os.PathLike, volume: Volume, overwrite: bool = False
     path = Path(path)
     kind = output_kind(path)
     if kind in (".nii", ".nii.gz"):
-        write_nifti(path, volume.array, volume.affine, overwrite=overwrite)
+        code = volume.meta.get("xform_code", ALIGNED)
+        write_nifti(path, volume.array, volume.affine, overwrite=overwrite, xform_code=code)
         return path
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
