@@ -50,38 +50,31 @@ def test_nifti_round_trip_geometry_and_dtype(tmp_path, weights_dir, capsys) -> N
     assert 0.5 * array.mean() < sr.mean() < 1.5 * array.mean()  # input units, not [0, 1]
 
 
-@pytest.mark.parametrize(("sform", "qform", "expected"), [(1, 1, 1), (4, 0, 4), (0, 1, 1), (0, 0, 2)])
-def test_the_output_keeps_the_space_of_the_input(tmp_path, weights_dir, sform, qform, expected) -> None:
-    """Both sform and qform of the output hold its affine, with the code of the input's space."""
-    array = np.random.default_rng(0).random((12, 10, 4)).astype(np.float32)
-    affine = np.diag([1.5, 1.5, 4.0, 1.0])
-    affine[:3, 3] = [-10, 20, 5]
-    img = nib.Nifti1Image(array, affine)
+def _upscale_header(tmp_path, weights_dir, affine, sform, qform):
+    """Upscale x2 a NIfTI with ``affine`` in its sform/qform under these codes; the output header."""
+    img = nib.Nifti1Image(np.random.default_rng(0).random((12, 10, 4)).astype(np.float32), affine)
     img.set_sform(affine, sform)
     img.set_qform(affine, qform)
     nib.save(img, tmp_path / "lr.nii")
     out = tmp_path / "sr.nii"
-    weights = str(weights_dir / "x2.safetensors")
-    assert (
-        main(["upscale", str(tmp_path / "lr.nii"), "-o", str(out), "--scale", "2", "--weights", weights]) == 0
-    )
-    header = nib.load(out).header
+    argv = ["upscale", str(tmp_path / "lr.nii"), "-o", str(out), "--scale", "2"]
+    assert main([*argv, "--weights", str(weights_dir / "x2.safetensors")]) == 0
+    return nib.load(out).header
+
+
+@pytest.mark.parametrize(("sform", "qform", "expected"), [(1, 1, 1), (4, 0, 4), (0, 1, 1), (0, 0, 2)])
+def test_the_output_keeps_the_space_of_the_input(tmp_path, weights_dir, sform, qform, expected) -> None:
+    """Both sform and qform of the output hold its affine, with the code of the input's space."""
+    affine = np.diag([1.5, 1.5, 4.0, 1.0])
+    affine[:3, 3] = [-10, 20, 5]
+    header = _upscale_header(tmp_path, weights_dir, affine, sform, qform)
     assert int(header["sform_code"]) == int(header["qform_code"]) == expected
     np.testing.assert_allclose(header.get_qform(), header.get_sform(), atol=1e-5)
 
 
 def test_a_sheared_affine_stays_in_the_sform_alone(tmp_path, weights_dir) -> None:
-    array = np.random.default_rng(0).random((12, 10, 4)).astype(np.float32)
     affine = np.array([[1.5, 0.3, 0, -10], [0, 1.5, 0, 20], [0, 0, 4.0, 5], [0, 0, 0, 1]])
-    img = nib.Nifti1Image(array, affine)
-    img.set_sform(affine, 1)
-    nib.save(img, tmp_path / "lr.nii")
-    out = tmp_path / "sr.nii"
-    weights = str(weights_dir / "x2.safetensors")
-    assert (
-        main(["upscale", str(tmp_path / "lr.nii"), "-o", str(out), "--scale", "2", "--weights", weights]) == 0
-    )
-    header = nib.load(out).header
+    header = _upscale_header(tmp_path, weights_dir, affine, 1, 0)
     assert (int(header["sform_code"]), int(header["qform_code"])) == (1, 0)  # a qform cannot shear
     np.testing.assert_allclose(header.get_sform()[:3, :2], affine[:3, :2] / 2, atol=1e-6)
 
