@@ -152,8 +152,8 @@ def test_terminated_upscale_removes_its_temporary_file(tmp_path, weights_dir, si
         time.sleep(0.001)
     process.send_signal(signum)
     _, err = process.communicate(timeout=60)
-    if process.returncode == 0:  # the signal came after the final rename
-        assert out.exists()
+    if process.returncode in (0, -signum):  # the signal came after the command's work: at exit,
+        assert out.exists()  # where the default handler is back, or after the process ended
     else:
         assert process.returncode == 128 + signum, err.decode()[-2000:]
         assert err.decode().strip().endswith(f"fagan: stopped by {signal.Signals(signum).name}")
