@@ -520,3 +520,13 @@ def test_missing_file_and_bad_frame(tmp_path):
 def test_supported_suffixes_and_size_limit():
     assert {".nii", ".nii.gz", ".dcm", ".h5", ".npy", ".png"} <= set(SUPPORTED_SUFFIXES)
     assert io.MAX_VOXELS == 2**30
+
+
+@pytest.mark.parametrize("photometric", ["MONOCHROME1", "MONOCHROME2"])
+def test_dicom_photometric_interpretation_reaches_the_upscaler(tmp_path, photometric):
+    """``fagan.inference.upscale_volume`` turns a MONOCHROME1 image the right way up by this key."""
+    pixels = (np.arange(48, dtype=np.uint16).reshape(6, 8) * 40) + 100
+    write_slice(tmp_path / "a.dcm", pixels, position=(0, 0, 0), PhotometricInterpretation=photometric)
+    volume = read_volume(tmp_path / "a.dcm")
+    assert volume.meta["photometric"] == photometric
+    np.testing.assert_array_equal(volume.array[:, :, 0], pixels.T)  # stored values, not inverted

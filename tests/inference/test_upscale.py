@@ -98,6 +98,18 @@ class _Bicubic(torch.nn.Module):
         return torch.nn.functional.interpolate(lr, scale_factor=2, mode="bicubic", align_corners=False)
 
 
+def test_monochrome1_goes_through_the_network_the_right_way_up() -> None:
+    """Stored dark-on-bright (MONOCHROME1): the network sees the image inverted, the output keeps
+    the stored values."""
+    array = np.random.default_rng(0).random((16, 12, 2)).astype(np.float32) * 1000.0
+    generator = tiny_generator(2)
+    inverted = upscale_volume(Volume(array, np.eye(4), {"photometric": "MONOCHROME1"}), generator).array
+    upright = upscale_volume(Volume(-array, np.eye(4), {"photometric": "MONOCHROME2"}), generator).array
+    np.testing.assert_allclose(inverted, -upright, rtol=1e-5, atol=1e-3)
+    as_stored = upscale_volume(Volume(array, np.eye(4), {}), generator).array
+    assert np.abs(inverted - as_stored).max() > 1.0  # the network is not indifferent to the inversion
+
+
 def test_self_ensemble_averages_the_eight_rotations_and_mirror_images() -> None:
     generator = tiny_generator(2)
     lr = torch.rand(2, 1, 12, 17)  # not square: rotations swap the sides

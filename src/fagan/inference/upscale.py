@@ -199,15 +199,20 @@ def upscale_volume(
 
     Returns a float32 volume with the two in-plane axes ``s`` times longer, voxel size divided by
     ``s`` along them, the same orientation and field of view (see
-    :mod:`fagan.inference.geometry`), and intensities in the input's units.
+    :mod:`fagan.inference.geometry`), and intensities in the input's units. A MONOCHROME1 DICOM
+    (``meta["photometric"]``: the lowest value is displayed white) goes through the network
+    upside down, so that it sees tissue bright on a dark background as in training, and comes
+    back in the stored values.
     """
     from tqdm import tqdm
 
     device = torch.device(device)
     scale: int = generator.scale  # type: ignore[assignment]
     in_plane_axes(axis)
-    scaling = fit_scaling(volume.array)
-    slices = np.moveaxis(volume.array, axis, 0)  # (n, h, w)
+    sign = -1.0 if volume.meta.get("photometric") == "MONOCHROME1" else 1.0
+    array = volume.array if sign > 0 else -volume.array
+    scaling = fit_scaling(array)
+    slices = np.moveaxis(array, axis, 0)  # (n, h, w)
     n, h, w = slices.shape
     result = np.empty((n, h * scale, w * scale), dtype=np.float32)
     if optimize:
@@ -223,7 +228,7 @@ def upscale_volume(
         sr = upscale_batch(generator, lr, tile, overlap, max_pixels, precision, self_ensemble)
         if consistency:
             sr = project_onto_input(sr, lr, scale)
-        result[part] = scaling.invert(sr[:, 0]).cpu().numpy()
+        result[part] = (sign * scaling.invert(sr[:, 0])).cpu().numpy()
         bar.update(part.stop - part.start)
     bar.close()
     meta = dict(volume.meta, upscaled_by=scale, upscale_axis=axis)
