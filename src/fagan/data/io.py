@@ -594,7 +594,6 @@ def _assemble(
     meta: dict = {"geometry": "ok" if have_geometry else "missing"}
     if have_geometry:
         meta["xform_code"] = SCANNER  # DICOM positions are in the scanner's patient coordinates
-    if have_geometry:
         assert plane.orientation is not None
         normal = _normal(plane.orientation)
         along = [float(np.dot(s.position, normal)) for s in slices]  # type: ignore[arg-type]
