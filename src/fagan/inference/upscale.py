@@ -33,8 +33,8 @@ from fagan.data.normalize import fit_scaling
 from fagan.inference.consistency import project_onto_input
 from fagan.inference.geometry import in_plane_axes, resampled_affine
 
-#: Output side of the default tile: one network call of the default FA-GAN on it needs about
-#: 0.5-1.2 GB in fp32 on CPU at x2-x8 (BENCHMARKS.md).
+#: Output side of the default tile: one network call of the default FA-GAN on it adds about
+#: 0.7-0.8 GB in fp32 on CPU at x2, x4 and x8 alike (BENCHMARKS.md, "One large slice").
 DEFAULT_TILE_OUTPUT = 1024
 DEFAULT_OVERLAP = 16
 #: Output pixels per network call (16 slices of 256x256): about 1.2 GB of activations at most for
