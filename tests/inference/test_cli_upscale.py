@@ -12,9 +12,9 @@ from PIL import Image
 from fagan.cli import main
 
 
-def _nifti(path, shape=(12, 10, 4), affine=None):
+def _nifti(path, shape=(12, 10, 4), affine=None, offset=0):
     rng = np.random.default_rng(0)
-    array = (rng.random(shape) * 1000).astype(np.int16)
+    array = (rng.random(shape) * 1000 + offset).astype(np.int16)
     affine = np.diag([1.5, 1.5, 4.0, 1.0]) if affine is None else affine
     affine[:3, 3] = [-10, 20, 5]
     nib.save(nib.Nifti1Image(array, affine), path)
@@ -48,6 +48,7 @@ def test_nifti_round_trip_geometry_and_dtype(tmp_path, weights_dir, capsys) -> N
     np.testing.assert_allclose(centre_out, centre_in, atol=1e-6)
     sr = img.get_fdata()
     assert 0.5 * array.mean() < sr.mean() < 1.5 * array.mean()  # input units, not [0, 1]
+    assert sr.min() >= 0.0  # a magnitude image (no negative values) gets no negative output
 
 
 def _upscale_header(tmp_path, weights_dir, affine, sform, qform):
@@ -348,7 +349,8 @@ def test_consistency_is_on_for_bicubic_weights_and_off_for_kspace_ones(tmp_path,
     from .conftest import tiny_generator
 
     caplog.set_level("INFO", logger="fagan")
-    array, _ = _nifti(tmp_path / "lr.nii.gz", shape=(12, 10, 3))
+    # Signed values: a magnitude image's output is also clipped at 0, which this test is not about.
+    array, _ = _nifti(tmp_path / "lr.nii.gz", shape=(12, 10, 3), offset=-500)
     kspace = save_release(
         tmp_path / "kspace.safetensors",
         tiny_generator(2),

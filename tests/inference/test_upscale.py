@@ -50,7 +50,7 @@ def test_overlap_must_be_smaller_than_tile() -> None:
 @pytest.mark.parametrize("axis", [0, 1, 2])
 def test_volume_shape_units_and_axis(axis: int) -> None:
     rng = np.random.default_rng(0)
-    array = (rng.random((6, 8, 10)) * 800 + 200).astype(np.float32)
+    array = (rng.random((6, 8, 10)) * 800 - 200).astype(np.float32)  # signed: nothing is clipped
     volume = Volume(array, np.diag([1.0, 2.0, 3.0, 1.0]), {})
     generator = tiny_generator(2)
     out = upscale_volume(volume, generator, axis=axis, batch_size=3, consistency=False)
@@ -105,9 +105,27 @@ def test_monochrome1_goes_through_the_network_the_right_way_up() -> None:
     generator = tiny_generator(2)
     inverted = upscale_volume(Volume(array, np.eye(4), {"photometric": "MONOCHROME1"}), generator).array
     upright = upscale_volume(Volume(-array, np.eye(4), {"photometric": "MONOCHROME2"}), generator).array
-    np.testing.assert_allclose(inverted, -upright, rtol=1e-5, atol=1e-3)
+    # Stored values are never negative, and neither is the output (see the magnitude test below).
+    np.testing.assert_allclose(inverted, np.maximum(-upright, 0.0), rtol=1e-5, atol=1e-3)
     as_stored = upscale_volume(Volume(array, np.eye(4), {}), generator).array
     assert np.abs(inverted - as_stored).max() > 1.0  # the network is not indifferent to the inversion
+
+
+def test_a_magnitude_image_gets_no_negative_output_and_loses_nothing_by_it() -> None:
+    """Undershoot below 0 is clipped for inputs without negative values, after the projection:
+    the output stays consistent with the input wherever nothing was clipped, and is no further
+    from the (non-negative) truth than before."""
+    rng = np.random.default_rng(1)
+    hr = np.zeros((32, 32, 2), dtype=np.float32)
+    hr[8:24, 8:24] = rng.random((16, 16, 2)) * 900 + 100  # a bright block on a zero background
+    lr = degrade(torch.from_numpy(np.moveaxis(hr, 2, 0))[:, None], 2)[:, 0].numpy()
+    lr = np.moveaxis(np.maximum(lr, 0.0), 0, 2)  # a magnitude acquisition: no negative values
+    generator = tiny_generator(2)
+    clipped = upscale_volume(Volume(lr, np.eye(4), {}), generator).array
+    signed = upscale_volume(Volume(lr - 1e-3, np.eye(4), {}), generator).array + 1e-3  # no clipping
+    assert signed.min() < -1.0 and clipped.min() == 0.0
+    np.testing.assert_allclose(clipped, np.maximum(signed, 0.0), rtol=1e-5, atol=1e-2)
+    assert np.linalg.norm(clipped - hr) <= np.linalg.norm(signed - hr)
 
 
 def test_self_ensemble_averages_the_eight_rotations_and_mirror_images() -> None:

@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--no-consistency",
         action="store_true",
         help="skip the data-consistency projection (on by default for weights trained on bicubic LR: "
-        "the output, downsampled, reproduces the input exactly)",
+        "the output, downsampled, reproduces the input exactly, except where values below 0 are "
+        "clipped for an input without negative values)",
     )
     p.add_argument(
         "--self-ensemble",

@@ -203,6 +203,12 @@ def upscale_volume(
     (``meta["photometric"]``: the lowest value is displayed white) goes through the network
     upside down, so that it sees tissue bright on a dark background as in training, and comes
     back in the stored values.
+
+    A volume with no negative value (a magnitude image) gets none in its output either: after
+    the consistency projection, values below 0 are set to 0. Like that projection, this is a
+    projection onto a convex set that holds the true image, so it cannot move an output away
+    from it; the output then reproduces its input exactly except where it was clipped, in
+    the background and next to edges (the measurements are in ``docs/model-choices.md``).
     """
     from tqdm import tqdm
 
@@ -212,6 +218,7 @@ def upscale_volume(
     sign = -1.0 if volume.meta.get("photometric") == "MONOCHROME1" else 1.0
     array = volume.array if sign > 0 else -volume.array
     scaling = fit_scaling(array)
+    magnitude = float(volume.array.min()) >= 0.0  # in stored values, MONOCHROME1 or not
     slices = np.moveaxis(array, axis, 0)  # (n, h, w)
     n, h, w = slices.shape
     result = np.empty((n, h * scale, w * scale), dtype=np.float32)
@@ -228,7 +235,8 @@ def upscale_volume(
         sr = upscale_batch(generator, lr, tile, overlap, max_pixels, precision, self_ensemble)
         if consistency:
             sr = project_onto_input(sr, lr, scale)
-        result[part] = (sign * scaling.invert(sr[:, 0])).cpu().numpy()
+        out = sign * scaling.invert(sr[:, 0])
+        result[part] = (out.clamp_min(0.0) if magnitude else out).cpu().numpy()
         bar.update(part.stop - part.start)
     bar.close()
     meta = dict(volume.meta, upscaled_by=scale, upscale_axis=axis)
