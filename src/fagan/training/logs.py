@@ -12,6 +12,7 @@ import torch
 
 from fagan import FaganError
 
+TRAIN_LOG = "train.log"
 LOSSES = "losses.jsonl"
 VALIDATION = "validation.jsonl"
 CURVES = "loss_curves.png"
@@ -128,6 +129,7 @@ def image_triplet(bicubic: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor) -> 
 __all__ = [
     "CURVES",
     "LOSSES",
+    "TRAIN_LOG",
     "VALIDATION",
     "JsonLines",
     "image_triplet",

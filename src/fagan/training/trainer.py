@@ -365,12 +365,12 @@ class _Batches:
 
 
 #: Files a run writes into its folder while starting, before it is a run that can be resumed.
-_STARTUP_FILES = ("train.log",)
+_STARTUP_FILES = (logs.TRAIN_LOG,)
 
 
 def _is_run(run_dir: Path) -> bool:
     """Whether ``run_dir`` holds a (possibly unfinished) training run."""
-    started = (run_dir / "config.yaml").is_file() and (run_dir / "train.log").is_file()
+    started = (run_dir / "config.yaml").is_file() and (run_dir / logs.TRAIN_LOG).is_file()
     return bool(checkpoint.list_checkpoints(run_dir)) or (run_dir / logs.LOSSES).exists() or started
 
 
@@ -444,7 +444,7 @@ def train(
         if runtime.is_main:
             before = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
             created = _prepare_run_dir(run_dir, resume)
-            handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+            handler = logging.FileHandler(run_dir / logs.TRAIN_LOG, encoding="utf-8")
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
             logging.getLogger("fagan").addHandler(handler)
             if logging.getLogger("fagan").getEffectiveLevel() > logging.INFO:
