@@ -8,10 +8,10 @@ or 256 at x4 goes through whole: self-attention then sees the whole slice, and t
 A tiled output differs from the whole one near the seams, by up to 1% of the intensity range on
 the held-out abdomen at x2 with 128-pixel tiles, because each tile's self-attention sees only
 that tile. A batch is also split so that one network call makes at most ``max_pixels`` output
-pixels. Intensities are
-normalised per volume exactly as in training and mapped back afterwards. Each whole output
-slice is then, by default, projected onto the images that reproduce its input exactly when
-downsampled (:mod:`fagan.inference.consistency`); an ONNX export holds the network alone.
+pixels. Intensities are normalised per volume exactly as in training and mapped back afterwards.
+Each whole output slice is then, by default, projected onto the images that reproduce its input
+exactly when downsampled (:mod:`fagan.inference.consistency`); an ONNX export holds the network
+alone.
 
 :func:`upscale_volume` runs a copy of the generator rewritten for inference
 (:func:`fagan.models.fast.optimize_for_inference`: batch norms folded, and on CPU the output
