@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 
 from fagan import FaganError
 from fagan.data import datasets
-from fagan.data.datasets import SliceDataset, SlicePair
+from fagan.data.datasets import CONTRAST_KNOTS, SliceDataset, SlicePair
 from fagan.data.degrade import degrade
 from fagan.data.io import Volume, write_nifti
 
@@ -203,3 +203,28 @@ def test_noise_range_adds_rician_noise_to_the_target_and_the_input() -> None:
         SliceDataset([volume], 2, noise_range=(0.0, 0.1))
     with pytest.raises(FaganError, match="0 <= lo <= hi"):
         SliceDataset([volume], 2, patch_size=16, noise_range=(0.1, 0.0))
+
+
+def test_contrast_prob_remaps_intensities_through_one_curve_per_patch() -> None:
+    # Air and four tissues in stripes, at the curve's knots: each stripe stays flat, air at 0.
+    levels = np.linspace(0.0, 1.0, CONTRAST_KNOTS + 1, dtype=np.float32)
+    array = np.repeat(levels, 16)[:, None, None] * np.ones((1, 16 * len(levels), 3), np.float32)
+    volume = Volume(array, np.eye(4), {})
+    kwargs = dict(patch_size=16 * len(levels), seed=2, min_foreground=0.0, augment=False)
+    plain = SliceDataset([volume], 2, **kwargs)
+    never = SliceDataset([volume], 2, contrast_prob=0.0, **kwargs)
+    always = SliceDataset([volume], 2, contrast_prob=1.0, **kwargs)
+    assert torch.equal(never[0].hr, plain[0].hr)
+    pair = always[0]
+    assert torch.equal(pair.hr, always[0].hr), "the curve depends only on (seed, epoch, index)"
+    assert torch.equal(pair.lr, degrade(pair.hr[None], 2)[0]), "the LR input is made from the remapped patch"
+    before, after = plain[0].hr[0], pair.hr[0]
+    stripes = [after[before == level] for level in before.unique()]
+    assert all(torch.all(values == values[0]) for values in stripes), "one intensity, one output"
+    assert stripes[0][0] == 0 and max(float(v[0]) for v in stripes) == pytest.approx(1.0)
+    orders = {tuple(np.argsort(always[i].hr[0, ::16, 0].tolist())) for i in range(len(always))}
+    assert len(orders) > 1, "the tissues' order changes from patch to patch"
+    with pytest.raises(FaganError, match="contrast_prob must lie in"):
+        SliceDataset([volume], 2, patch_size=16, contrast_prob=1.5)
+    with pytest.raises(FaganError, match="contrast_prob needs patch_size"):
+        SliceDataset([volume], 2, contrast_prob=0.5)

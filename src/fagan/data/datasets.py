@@ -20,6 +20,8 @@ from fagan.data.normalize import IntensityScaling, fit_scaling
 FOREGROUND_THRESHOLD = 0.05
 #: Patch positions tried before settling for the one with the most foreground.
 PATCH_RETRIES = 10
+#: Evenly spaced knots in (0, 1] of the random intensity curve of ``contrast_prob``.
+CONTRAST_KNOTS = 4
 
 
 class NoSlicesError(FaganError):
@@ -83,6 +85,13 @@ class SliceDataset(Dataset):
     the noisy HR image's expectation from an LR image whose noise was partly averaged away,
     instead of sharpening that noise as a model trained only on noise-free templates does.
 
+    ``contrast_prob=p`` (training only) sends a fraction ``p`` of the HR patches, before the
+    noise, through a random piecewise-linear intensity curve: 0 stays 0 (air stays dark) and the
+    curve takes independent uniform values at ``CONTRAST_KNOTS`` evenly spaced intensities, scaled
+    so that its highest is 1. Tissues keep their boundaries but change their order and contrast,
+    as between T1, T2 and proton-density weighting, so a model trained on T1 templates also sees
+    edges of other polarities and strengths.
+
     The LR input is always ``degrade(hr, scale, degradation)``.
     """
 
@@ -102,6 +111,7 @@ class SliceDataset(Dataset):
         p_high: float = 99.5,
         zoom_range: tuple[float, float] | None = None,
         noise_range: tuple[float, float] | None = None,
+        contrast_prob: float = 0.0,
         min_side: int = 1,
     ) -> None:
         self.scale = check_scale(scale)
@@ -120,6 +130,11 @@ class SliceDataset(Dataset):
             raise FaganError("no volumes given; pass at least one path or Volume")
         self.zoom_range = _augmentation_range("zoom_range", zoom_range, patch_size, zero_allowed=False)
         self.noise_range = _augmentation_range("noise_range", noise_range, patch_size, zero_allowed=True)
+        if not 0.0 <= contrast_prob <= 1.0:
+            raise FaganError(f"contrast_prob must lie in [0, 1], got {contrast_prob}")
+        if contrast_prob and patch_size is None:
+            raise FaganError("contrast_prob needs patch_size: it is a training augmentation")
+        self.contrast_prob = float(contrast_prob)
         self.patch_size = patch_size
         self.augment = augment
         self.seed = int(seed)
@@ -194,6 +209,8 @@ class SliceDataset(Dataset):
             hr = self._patch(image, rng)
             if self.augment:
                 hr = _augment(hr, rng)
+            if self.contrast_prob and rng.random() < self.contrast_prob:
+                hr = _random_contrast(hr, rng)
             if self.noise_range is not None:
                 hr = _rician(hr, float(rng.uniform(*self.noise_range)), rng)
         hr = hr.contiguous()[None]  # (1, H, W)
@@ -265,6 +282,15 @@ def _rician(patch: torch.Tensor, sigma: float, rng: np.random.Generator) -> torc
         return patch
     n1, n2 = rng.standard_normal((2, *patch.shape), dtype=np.float32) * sigma
     return torch.hypot(patch + torch.from_numpy(n1), torch.from_numpy(n2))
+
+
+def _random_contrast(patch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """``patch`` (values in [0, 1]) through a random piecewise-linear curve: f(0) = 0, uniform
+    values at ``CONTRAST_KNOTS`` evenly spaced knots, scaled so that the largest is 1."""
+    knots = np.linspace(0.0, 1.0, CONTRAST_KNOTS + 1)
+    values = np.concatenate([[0.0], rng.uniform(0.0, 1.0, CONTRAST_KNOTS)])
+    values /= max(values.max(), 1e-6)
+    return torch.from_numpy(np.interp(patch.numpy(), knots, values).astype(np.float32))
 
 
 def _augment(patch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:

@@ -61,6 +61,7 @@ class DataConfig:
     min_foreground: float = 0.05
     zoom_range: tuple[float, float] | None = None  # random resize of training slices, e.g. [0.5, 1.0]
     noise_range: tuple[float, float] | None = None  # Rician noise level of HR patches, e.g. [0, 0.05]
+    contrast_prob: float = 0.0  # fraction of HR patches sent through a random intensity curve
     balance: str = "slices"  # "slices": every slice equally often; "volumes": every volume
     num_workers: int | None = None  # None: 0 on CPU, min(8, CPUs) on CUDA
     val_slices: int = 32  # cap on full validation slices (evenly spaced over the volumes)

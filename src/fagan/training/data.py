@@ -58,6 +58,7 @@ def training_dataset(paths: list[Path], config: DataConfig, scale: int, seed: in
         min_foreground=config.min_foreground,
         zoom_range=config.zoom_range,
         noise_range=config.noise_range,
+        contrast_prob=config.contrast_prob,
     )
 
 
