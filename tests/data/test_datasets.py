@@ -181,6 +181,30 @@ def test_zoom_range_resizes_slices_deterministically() -> None:
         SliceDataset([volume], 2, patch_size=16, zoom_range=(1.0, 0.5))
 
 
+def test_kspace_zoom_acquires_a_coarser_matrix_with_gibbs_ringing() -> None:
+    # A bright square on black: the k-space shrink rings next to its edges
+    # (values above 1 and bright lobes in the black), and the bicubic shrink does neither.
+    array = np.zeros((64, 64, 2), np.float32)
+    array[16:48, 16:48] = 1.0
+    volume = Volume(array, np.eye(4), {})
+    kwargs = dict(patch_size=32, seed=1, min_foreground=0.0, augment=False, zoom_range=(0.5, 0.5))
+    kspace = SliceDataset([volume], 2, zoom_method="kspace", **kwargs)
+    bicubic = SliceDataset([volume], 2, **kwargs)
+    shrunk = kspace._zoom(kspace.slice_image(0), np.random.default_rng(0))
+    assert shrunk.shape == (32, 32) and shrunk.min() >= 0
+    flat = kspace._zoom(torch.full((64, 64), 0.7), np.random.default_rng(0))
+    assert torch.allclose(flat, torch.full((32, 32), 0.7)), "intensities are kept"
+    assert shrunk.max() > 1.05 and shrunk[16, 7] > 0.05, "Gibbs overshoot, and ringing in the air"
+    smooth = bicubic._zoom(bicubic.slice_image(0), np.random.default_rng(0))
+    assert smooth.max() <= 1 and smooth[16, 5] < 1e-6
+    pair = kspace[0]
+    assert torch.equal(pair.hr, kspace[0].hr) and torch.equal(pair.lr, degrade(pair.hr[None], 2)[0])
+    with pytest.raises(FaganError, match="zoom_method must be one of"):
+        SliceDataset([volume], 2, zoom_method="lanczos", **kwargs)
+    with pytest.raises(FaganError, match="only shrinks: zoom_range needs"):
+        SliceDataset([volume], 2, patch_size=16, zoom_range=(0.5, 1.5), zoom_method="kspace")
+
+
 def test_noise_range_adds_rician_noise_to_the_target_and_the_input() -> None:
     # A half-dark, half-bright volume: the dark half's noisy magnitude is Rayleigh distributed.
     array = np.zeros((64, 64, 4), np.float32)

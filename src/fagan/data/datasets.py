@@ -20,6 +20,8 @@ from fagan.data.normalize import IntensityScaling, fit_scaling
 FOREGROUND_THRESHOLD = 0.05
 #: Patch positions tried before settling for the one with the most foreground.
 PATCH_RETRIES = 10
+#: How ``zoom_range`` resizes a training slice (see :class:`SliceDataset`).
+ZOOM_METHODS = ("bicubic", "kspace")
 #: Evenly spaced knots in (0, 1] of the random intensity curve of ``contrast_prob``.
 CONTRAST_KNOTS = 4
 
@@ -75,7 +77,12 @@ class SliceDataset(Dataset):
     ``zoom_range=(lo, hi)`` (training only) first resizes the whole slice by a random factor in
     that range (antialiased bicubic), so a model trained on smooth 1 mm templates also sees the
     coarser, sharper-per-pixel images of 2 mm scans; factors that would make the slice smaller
-    than the patch are skipped.
+    than the patch are skipped. ``zoom_method="kspace"`` shrinks it instead as a scanner acquires
+    a coarser matrix over the same field of view: only the central block of its 2D Fourier
+    transform is kept, and the magnitude of the inverse transform is the new slice. The slice
+    then has the truncation (Gibbs) ringing next to sharp edges that every real scan has at its
+    own resolution and the smooth, resampled templates lack; values may overshoot 1 there, as
+    they do in real scans normalised the same way. It needs ``zoom_range`` within (0, 1].
 
     ``noise_range=(lo, hi)`` (training only) adds Rician noise of a level drawn uniformly from
     that range (standard deviation of each of the two Gaussian channels, in normalised units) to
@@ -110,6 +117,7 @@ class SliceDataset(Dataset):
         p_low: float = 0.5,
         p_high: float = 99.5,
         zoom_range: tuple[float, float] | None = None,
+        zoom_method: str = "bicubic",
         noise_range: tuple[float, float] | None = None,
         contrast_prob: float = 0.0,
         min_side: int = 1,
@@ -129,6 +137,11 @@ class SliceDataset(Dataset):
         if len(volumes) == 0:
             raise FaganError("no volumes given; pass at least one path or Volume")
         self.zoom_range = _augmentation_range("zoom_range", zoom_range, patch_size, zero_allowed=False)
+        if zoom_method not in ZOOM_METHODS:
+            raise FaganError(f"zoom_method must be one of {', '.join(ZOOM_METHODS)}, got {zoom_method!r}")
+        if zoom_method == "kspace" and self.zoom_range is not None and self.zoom_range[1] > 1.0:
+            raise FaganError(f"zoom_method 'kspace' only shrinks: zoom_range needs (0, 1], not {zoom_range}")
+        self.zoom_method = zoom_method
         self.noise_range = _augmentation_range("noise_range", noise_range, patch_size, zero_allowed=True)
         if not 0.0 <= contrast_prob <= 1.0:
             raise FaganError(f"contrast_prob must lie in [0, 1], got {contrast_prob}")
@@ -218,12 +231,14 @@ class SliceDataset(Dataset):
         return SlicePair(lr, hr, entry.volume, entry.index)
 
     def _zoom(self, image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        """``image`` (H, W) resized by a random factor from ``zoom_range``, values kept in [0, 1]."""
+        """``image`` (H, W) resized by a random factor from ``zoom_range`` (``zoom_method``)."""
         assert self.zoom_range is not None and self.patch_size is not None
         factor = float(rng.uniform(*self.zoom_range))
         size = [round(n * factor) for n in image.shape]
         if factor == 1.0 or min(size) < self.patch_size:
             return image
+        if self.zoom_method == "kspace":
+            return _kspace_shrink(image, size)
         resized = F.interpolate(
             image[None, None], size=size, mode="bicubic", antialias=True, align_corners=False
         )
@@ -282,6 +297,16 @@ def _rician(patch: torch.Tensor, sigma: float, rng: np.random.Generator) -> torc
         return patch
     n1, n2 = rng.standard_normal((2, *patch.shape), dtype=np.float32) * sigma
     return torch.hypot(patch + torch.from_numpy(n1), torch.from_numpy(n2))
+
+
+def _kspace_shrink(image: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """``image`` (H, W) acquired at ``size`` (h <= H, w <= W) pixels over the same field of view:
+    the central (h, w) block of its centred spectrum, transformed back, in magnitude."""
+    (height, width), (h, w) = image.shape, size
+    spectrum = torch.fft.fftshift(torch.fft.fft2(image))
+    top, left = height // 2 - h // 2, width // 2 - w // 2
+    block = torch.fft.ifftshift(spectrum[top : top + h, left : left + w])
+    return (torch.fft.ifft2(block).abs() * (h * w / (height * width))).to(image.dtype)
 
 
 def _random_contrast(patch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:

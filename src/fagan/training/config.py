@@ -60,6 +60,7 @@ class DataConfig:
     degradation: str = "bicubic"  # or "kspace"
     min_foreground: float = 0.05
     zoom_range: tuple[float, float] | None = None  # random resize of training slices, e.g. [0.5, 1.0]
+    zoom_method: str = "bicubic"  # or "kspace": shrink by cropping k-space (Gibbs ringing, as in scans)
     noise_range: tuple[float, float] | None = None  # Rician noise level of HR patches, e.g. [0, 0.05]
     contrast_prob: float = 0.0  # fraction of HR patches sent through a random intensity curve
     balance: str = "slices"  # "slices": every slice equally often; "volumes": every volume

@@ -57,6 +57,7 @@ def training_dataset(paths: list[Path], config: DataConfig, scale: int, seed: in
         degradation=config.degradation,
         min_foreground=config.min_foreground,
         zoom_range=config.zoom_range,
+        zoom_method=config.zoom_method,
         noise_range=config.noise_range,
         contrast_prob=config.contrast_prob,
     )
