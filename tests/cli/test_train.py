@@ -164,7 +164,7 @@ def test_export_refuses_an_existing_file_unless_overwrite(tiny_run, tmp_path, ca
     assert [p.name for p in tmp_path.iterdir()] == ["victim.nii.gz"]  # no temporary file left
     capsys.readouterr()
     assert main(["train", "--config", "x.yaml", "--out", str(tmp_path / "r"), "--overwrite"]) == 2
-    assert "--overwrite applies to --export only" in _error_line(capsys)
+    assert "--overwrite applies to --export and --average only" in _error_line(capsys)
 
 
 def test_a_new_run_refuses_a_folder_with_other_files(tiny_yaml, tmp_path, capsys):
@@ -240,3 +240,28 @@ def test_resume_does_not_read_init_weights_again(tiny_run, tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path / "run")  # another folder: the relative path means nothing here
     assert main(["train", "--resume", ".", "--device", "cpu", "--set", "schedule.steps=3"]) == 0
     assert [r["step"] for r in read_jsonl(tmp_path / "run" / "losses.jsonl")] == [1, 2, 3]
+
+
+def test_average_writes_the_mean_of_two_releases(tmp_path, capsys):
+    from fagan.models import build_generator
+    from fagan.models.release import save_release
+
+    tiny = dict(channels=8, lffb_blocks=1, path_channels=4, residual_blocks=1, head_kernel=3, reduction=4)
+    a, b = (
+        save_release(tmp_path / f"{n}.safetensors", build_generator("fagan", 2, **tiny), "fagan")
+        for n in "ab"
+    )
+    out = tmp_path / "soup.safetensors"
+    assert main(["train", "--average", str(a), str(b), "--out", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    first, second = (load_release(p)[0].state_dict() for p in (a, b))
+    for name, value in load_release(out)[0].state_dict().items():
+        assert torch.allclose(value, (first[name] + second[name]) / 2, atol=2e-3), name
+    assert main(["train", "--average", str(a), str(b)]) == 2
+    assert "needs --out" in _error_line(capsys)
+    assert main(["train", "--average", str(a), str(b), "--out", str(out)]) == 2
+    assert "pass --overwrite" in _error_line(capsys)
+    assert main(["train", "--average", str(a), "--out", str(tmp_path / "one.safetensors")]) == 2
+    assert "at least two" in _error_line(capsys)
+    assert main(["train", "--average", str(a), str(b), "--config", "x.yaml", "--out", str(out)]) == 2
+    assert "--average takes only" in _error_line(capsys)

@@ -12,7 +12,14 @@ from safetensors.torch import load_file, save_file
 
 from fagan import FaganError
 from fagan.models import build_generator
-from fagan.models.release import load_release, read_metadata, save_release, shipped_weights
+from fagan.models.release import (
+    average_releases,
+    load_release,
+    read_metadata,
+    save_release,
+    shipped_weights,
+    trained_degradation,
+)
 
 TINY = dict(channels=16, lffb_blocks=1, path_channels=8, residual_blocks=2, head_kernel=3, reduction=4)
 
@@ -189,11 +196,44 @@ def test_weights_with_a_scale_that_is_not_a_number_are_one_clear_error(tmp_path)
 
 
 def test_trained_degradation_reads_the_training_config() -> None:
-    from fagan.models.release import trained_degradation
-
     assert trained_degradation({"train_config": '{"data": {"degradation": "kspace"}}'}) == "kspace"
     assert trained_degradation({"train_config": '{"data": {}}'}) == "bicubic"
     assert trained_degradation({}) == "bicubic"
     assert trained_degradation({"train_config": "not json"}) == "bicubic"
     shipped = read_metadata(shipped_weights(4))
     assert trained_degradation(shipped) == "bicubic"
+
+
+def test_average_releases_writes_the_mean_of_like_weights(tmp_path) -> None:
+    torch.manual_seed(1)
+    paths = [
+        save_release(tmp_path / f"{name}.safetensors", build_generator("fagan", 2, **TINY), "fagan",
+                     {"train_config": {"data": {"degradation": "bicubic"}}}, dtype=torch.float32)
+        for name in ("a", "b", "c")
+    ]  # fmt: skip
+    out = average_releases(paths, tmp_path / "soup.safetensors")
+    soup, meta = load_release(out)
+    states = [load_release(p)[0].state_dict() for p in paths]
+    for key, value in soup.state_dict().items():
+        expected = sum(s[key].float() for s in states) / 3
+        assert torch.allclose(value, expected, atol=2e-3), key  # stored as float16
+    assert json.loads(meta["averaged_from"]) == ["a.safetensors", "b.safetensors", "c.safetensors"]
+    assert trained_degradation(meta) == "bicubic"
+
+    before = {p: p.read_bytes() for p in paths}
+    with pytest.raises(FileExistsError, match="one of the files to average"):
+        average_releases(paths, paths[1], overwrite=True)
+    with pytest.raises(FileExistsError, match="pass --overwrite"):
+        average_releases(paths, out)
+    with pytest.raises(FaganError, match="at least two"):
+        average_releases(paths[:1], tmp_path / "one.safetensors")
+    other_scale = save_release(tmp_path / "x4.safetensors", build_generator("fagan", 4, **TINY), "fagan")
+    with pytest.raises(FaganError, match="differ in their scale"):
+        average_releases([paths[0], other_scale], tmp_path / "mixed.safetensors")
+    kspace = tmp_path / "k.safetensors"
+    kspace.write_bytes(paths[2].read_bytes())
+    _rewrite(kspace, train_config=json.dumps({"data": {"degradation": "kspace"}}))
+    with pytest.raises(FaganError, match="different degradations"):
+        average_releases([paths[0], kspace], tmp_path / "mixed.safetensors")
+    assert {p: p.read_bytes() for p in paths} == before
+    assert not (tmp_path / "mixed.safetensors").exists() and not (tmp_path / "one.safetensors").exists()

@@ -6,6 +6,7 @@ Examples::
     fagan train --config configs/fagan_x4_psnr.yaml --set schedule.steps=100 --set model.overrides.channels=32
     fagan train --resume runs/fagan_x4 --set schedule.steps=40000
     fagan train --export runs/fagan_x4 --out fagan_x4.safetensors
+    fagan train --average a.safetensors b.safetensors --out soup.safetensors
     torchrun --nproc-per-node 4 -m fagan train --config configs/fagan_x4.yaml --out runs/ddp
 """
 
@@ -35,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out",
         metavar="RUN_DIR",
-        help="run directory (default: runs/<config name>-<time>); with --export, the .safetensors to write",
+        help="run directory (default: runs/<config name>-<time>); with --export or --average, the "
+        ".safetensors to write",
     )
     parser.add_argument(
         "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its newest intact checkpoint"
@@ -43,7 +45,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--export", metavar="RUN_DIR", help="write RUN_DIR's (EMA) generator as release weights to --out"
     )
-    parser.add_argument("--overwrite", action="store_true", help="with --export: replace --out if it exists")
+    parser.add_argument(
+        "--average",
+        nargs="+",
+        metavar="W",
+        help="write the mean of these release files' weights (runs from one start) to --out",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="with --export or --average: replace --out if it exists"
+    )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
     parser.add_argument(
         "--vgg-weights",
@@ -103,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     from fagan import FaganError
 
     if args.export:
-        if args.config or args.resume or args.data or args.overrides:
+        if args.config or args.resume or args.data or args.overrides or args.average:
             raise FaganError("--export takes only RUN_DIR, --out and --overwrite")
         if not args.out:
             raise FaganError("--export RUN_DIR needs --out W.safetensors")
@@ -111,8 +121,19 @@ def run(args: argparse.Namespace) -> int:
 
         print(f"wrote {export_release(args.export, args.out, overwrite=args.overwrite)}")
         return 0
+    if args.average:
+        if args.config or args.resume or args.data or args.overrides:
+            raise FaganError("--average takes only weights files, --out and --overwrite")
+        if not args.out:
+            raise FaganError("--average W1 W2 ... needs --out W.safetensors")
+        from fagan.models.release import average_releases
+
+        print(f"wrote {average_releases(args.average, args.out, overwrite=args.overwrite)}")
+        return 0
     if args.overwrite:
-        raise FaganError("--overwrite applies to --export only; a new run needs a new or empty --out")
+        raise FaganError(
+            "--overwrite applies to --export and --average only; a new run needs a new or empty --out"
+        )
 
     from fagan.training.config import load_config
 
