@@ -4,7 +4,8 @@
 
 Runs :func:`fagan.training.trainer.validate`, the score every training run writes to its
 ``validation.jsonl``, on the embedded sample data's validation split (the FSL MNI152 2 mm
-template) with the shipped weights' data settings (slices along all three axes, at most 32):
+template) with the shipped weights' data settings (slices along all three axes, at most 32; LR
+made by the degradation each file was trained for):
 mean PSNR and SSIM on the normalised scale, and bicubic's. A weight average made by
 ``fagan train --average`` has no run of its own; this is how its validation figure is measured.
 """
@@ -16,7 +17,7 @@ import argparse
 import torch
 
 from fagan.data.sample import sample_volumes
-from fagan.models.release import load_release
+from fagan.models.release import load_release, trained_degradation
 from fagan.training.config import DataConfig
 from fagan.training.data import validation_dataset
 from fagan.training.distributed import Runtime
@@ -29,8 +30,9 @@ def main() -> None:
     args = parser.parse_args()
     val_paths = [volume.path for volume in sample_volumes("val")]
     for path in args.weights:
-        generator, _ = load_release(path)
-        dataset = validation_dataset(val_paths, DataConfig(axes=(0, 1, 2)), generator.scale)
+        generator, meta = load_release(path)
+        data = DataConfig(axes=(0, 1, 2), degradation=trained_degradation(meta))
+        dataset = validation_dataset(val_paths, data, generator.scale)
         if dataset is None:
             raise SystemExit("the sample data has no validation slices")
         scores, _ = validate(generator, dataset, Runtime(torch.device("cpu")))

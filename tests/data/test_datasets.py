@@ -192,8 +192,18 @@ def test_kspace_zoom_acquires_a_coarser_matrix_with_gibbs_ringing() -> None:
     bicubic = SliceDataset([volume], 2, **kwargs)
     shrunk = kspace._zoom(kspace.slice_image(0), np.random.default_rng(0))
     assert shrunk.shape == (32, 32) and shrunk.min() >= 0
-    flat = kspace._zoom(torch.full((64, 64), 0.7), np.random.default_rng(0))
-    assert torch.allclose(flat, torch.full((32, 32), 0.7)), "intensities are kept"
+    # A band-limited image survives the shrink exactly, sampled on the coarser grid.
+    x = torch.arange(64.0)
+    wave = (
+        1 + 0.5 * torch.cos(2 * torch.pi * 3 * x / 64)[:, None] * torch.cos(2 * torch.pi * 5 * x / 64)[None]
+    )
+    coarse = (
+        1
+        + 0.5
+        * torch.cos(2 * torch.pi * 3 * x[::2] / 64)[:, None]
+        * torch.cos(2 * torch.pi * 5 * x[::2] / 64)[None]
+    )
+    assert torch.allclose(kspace._zoom(wave, np.random.default_rng(0)), coarse, atol=1e-5)
     assert shrunk.max() > 1.05 and shrunk[16, 7] > 0.05, "Gibbs overshoot, and ringing in the air"
     smooth = bicubic._zoom(bicubic.slice_image(0), np.random.default_rng(0))
     assert smooth.max() <= 1 and smooth[16, 5] < 1e-6
@@ -201,6 +211,8 @@ def test_kspace_zoom_acquires_a_coarser_matrix_with_gibbs_ringing() -> None:
     assert torch.equal(pair.hr, kspace[0].hr) and torch.equal(pair.lr, degrade(pair.hr[None], 2)[0])
     with pytest.raises(FaganError, match="zoom_method must be one of"):
         SliceDataset([volume], 2, zoom_method="lanczos", **kwargs)
+    with pytest.raises(FaganError, match="zoom_method 'kspace' needs zoom_range"):
+        SliceDataset([volume], 2, patch_size=16, zoom_method="kspace")
     with pytest.raises(FaganError, match="only shrinks: zoom_range needs"):
         SliceDataset([volume], 2, patch_size=16, zoom_range=(0.5, 1.5), zoom_method="kspace")
 

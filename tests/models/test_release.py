@@ -219,12 +219,15 @@ def test_average_releases_writes_the_mean_of_like_weights(tmp_path) -> None:
         assert torch.allclose(value, expected, atol=2e-3), key  # stored as float16
     assert json.loads(meta["averaged_from"]) == ["a.safetensors", "b.safetensors", "c.safetensors"]
     assert trained_degradation(meta) == "bicubic"
+    assert [c["data"]["degradation"] for c in json.loads(meta["averaged_train_configs"])] == ["bicubic"] * 3
 
     before = {p: p.read_bytes() for p in paths}
     with pytest.raises(FileExistsError, match="one of the files to average"):
         average_releases(paths, paths[1], overwrite=True)
     with pytest.raises(FileExistsError, match="pass --overwrite"):
         average_releases(paths, out)
+    with pytest.raises(FaganError, match="named twice"):
+        average_releases([paths[0], paths[0]], tmp_path / "twice.safetensors")
     with pytest.raises(FaganError, match="at least two"):
         average_releases(paths[:1], tmp_path / "one.safetensors")
     other_scale = save_release(tmp_path / "x4.safetensors", build_generator("fagan", 4, **TINY), "fagan")

@@ -73,6 +73,8 @@ def test_overrides_parse_yaml_values_and_reach_free_form_dicts():
         ("optim.lr_gamma=-1", r"config key optim\.lr_gamma: must be a finite number above 0, not -1"),
         ("optim.lr_gamma=0", r"config key optim\.lr_gamma: must be a finite number above 0"),
         ("optim.lr_milestones=[-5]", r"config key optim\.lr_milestones: must be steps of at least 0"),
+        ("data.zoom_method=lanczos", r"config key data\.zoom_method: must be one of bicubic, kspace"),
+        ("data.contrast_prob=2", r"config key data\.contrast_prob: must lie in \[0, 1\], not 2"),
     ],
 )
 def test_bad_overrides_are_one_clear_error(assignment, message):

@@ -196,6 +196,17 @@ def test_balance_by_volumes_reaches_the_stream_and_unknown_values_are_refused(tm
         tiny_config("data.balance=subjects")
 
 
+def test_training_patches_get_every_augmentation_the_config_names():
+    volume = Volume(np.random.default_rng(1).random((64, 64, 4), dtype=np.float32), np.eye(4), {})
+    settings = ("data.zoom_range=[0.5,0.5]", "data.noise_range=[0.1,0.1]", "data.axes=[2]")
+    plain = training_dataset([volume], tiny_config(*settings).data, 4, seed=0)
+    config = tiny_config(*settings, "data.zoom_method=kspace", "data.contrast_prob=1.0")
+    dataset = training_dataset([volume], config.data, 4, seed=0)
+    assert (dataset.zoom_method, dataset.contrast_prob, dataset.noise_range) == ("kspace", 1.0, (0.1, 0.1))
+    assert (plain.zoom_method, plain.contrast_prob) == ("bicubic", 0.0)
+    assert not torch.equal(dataset[0].hr, plain[0].hr)
+
+
 def test_validation_skips_cuts_too_thin_for_ssim():
     # a 10-slice volume cut along axes 0 and 1 gives 64x10 images: SSIM cannot score them
     thin = Volume(np.random.default_rng(0).random((64, 64, 10), dtype=np.float32), np.eye(4), {})

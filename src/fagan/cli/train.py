@@ -49,7 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--average",
         nargs="+",
         metavar="W",
-        help="write the mean of these release files' weights (runs from one start) to --out",
+        help="write the mean of these release files' weights to --out (runs fine-tuned from one "
+        "starting file; averaging unrelated runs gives a broken model)",
     )
     parser.add_argument(
         "--overwrite", action="store_true", help="with --export or --average: replace --out if it exists"

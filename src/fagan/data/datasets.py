@@ -139,6 +139,8 @@ class SliceDataset(Dataset):
         self.zoom_range = _augmentation_range("zoom_range", zoom_range, patch_size, zero_allowed=False)
         if zoom_method not in ZOOM_METHODS:
             raise FaganError(f"zoom_method must be one of {', '.join(ZOOM_METHODS)}, got {zoom_method!r}")
+        if zoom_method == "kspace" and self.zoom_range is None and patch_size is not None:
+            raise FaganError("zoom_method 'kspace' needs zoom_range: set the shrink factors, e.g. [0.5, 1]")
         if zoom_method == "kspace" and self.zoom_range is not None and self.zoom_range[1] > 1.0:
             raise FaganError(f"zoom_method 'kspace' only shrinks: zoom_range needs (0, 1], not {zoom_range}")
         self.zoom_method = zoom_method
@@ -311,7 +313,8 @@ def _kspace_shrink(image: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 
 def _random_contrast(patch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """``patch`` (values in [0, 1]) through a random piecewise-linear curve: f(0) = 0, uniform
-    values at ``CONTRAST_KNOTS`` evenly spaced knots, scaled so that the largest is 1."""
+    values at ``CONTRAST_KNOTS`` evenly spaced knots, scaled so that the largest is 1. Values above
+    1 (the Gibbs overshoot of a k-space zoom) map as 1 does."""
     knots = np.linspace(0.0, 1.0, CONTRAST_KNOTS + 1)
     values = np.concatenate([[0.0], rng.uniform(0.0, 1.0, CONTRAST_KNOTS)])
     values /= max(values.max(), 1e-6)

@@ -142,10 +142,14 @@ def average_releases(
     degradation (so that ``fagan upscale`` treats the average as it would each of them);
     anything else is a FaganError. ``out`` is never one of the inputs, an existing ``out`` is
     replaced only with ``overwrite``, and the file is written atomically. Its metadata lists
-    the averaged files and keeps the first one's training configuration.
+    the averaged files (``averaged_from``) and each one's training configuration
+    (``averaged_train_configs``); ``train_config`` is the first one's. Nothing can check that the
+    files share a starting point: averaging unrelated runs gives a broken model.
     """
     if len(paths) < 2:
         raise FaganError(f"averaging needs at least two weights files, got {len(paths)}")
+    if len({Path(p).resolve() for p in paths}) < len(paths):
+        raise FaganError("a weights file is named twice; give each file to average once")
     out = Path(out)
     if any(out.resolve() == Path(p).resolve() for p in paths):
         raise FileExistsError(f"{out} is one of the files to average; write the average elsewhere")
@@ -155,6 +159,7 @@ def average_releases(
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
     first, meta = load_release(paths[0])
     total = {k: v.clone() for k, v in first.state_dict().items()}
+    configs = [meta.get("train_config", "{}")]
     for path in paths[1:]:
         generator, other = load_release(path)
         for key in ("model", "scale", "config"):
@@ -163,7 +168,11 @@ def average_releases(
                     f"{path} and {paths[0]} differ in their {key}; only like weights can be averaged"
                 )
         if trained_degradation(other) != trained_degradation(meta):
-            raise FaganError(f"{path} and {paths[0]} were trained for different degradations")
+            raise FaganError(
+                f"{path} and {paths[0]} were trained for different degradations; average only "
+                "files trained for the same one"
+            )
+        configs.append(other.get("train_config", "{}"))
         for key, value in generator.state_dict().items():
             if value.is_floating_point():
                 total[key] += value
@@ -172,6 +181,7 @@ def average_releases(
         "averaged_from": [Path(p).name for p in paths],
         "data": meta.get("data", ""),
         "train_config": meta.get("train_config", "{}"),
+        "averaged_train_configs": "[" + ", ".join(configs) + "]",
     }
     return save_release(out, first, meta["model"], metadata=metadata)
 

@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from fagan import FaganError
+from fagan.data.datasets import ZOOM_METHODS
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,10 @@ def check(config: TrainConfig) -> None:
             fail(key, f"must be at least {low}, not {value}")
     if d.balance not in BALANCES:
         fail("data.balance", f"must be one of {', '.join(BALANCES)}, not {d.balance!r}")
+    if d.zoom_method not in ZOOM_METHODS:
+        fail("data.zoom_method", f"must be one of {', '.join(ZOOM_METHODS)}, not {d.zoom_method!r}")
+    if not 0.0 <= d.contrast_prob <= 1.0:
+        fail("data.contrast_prob", f"must lie in [0, 1], not {d.contrast_prob}")
     if d.num_workers is not None and d.num_workers < 0:
         fail("data.num_workers", f"must be at least 0 (or null for automatic), not {d.num_workers}")
     if lo.pixel not in PIXEL_LOSSES:
