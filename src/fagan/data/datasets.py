@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from fagan import FaganError
-from fagan.data.degrade import check_method, check_scale, crop_to_multiple, degrade
+from fagan.data.degrade import central_spectrum, check_method, check_scale, crop_to_multiple, degrade
 from fagan.data.io import Volume, read_volume
 from fagan.data.normalize import IntensityScaling, fit_scaling
 
@@ -305,9 +305,7 @@ def _kspace_shrink(image: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """``image`` (H, W) acquired at ``size`` (h <= H, w <= W) pixels over the same field of view:
     the central (h, w) block of its centred spectrum, transformed back, in magnitude."""
     (height, width), (h, w) = image.shape, size
-    spectrum = torch.fft.fftshift(torch.fft.fft2(image))
-    top, left = height // 2 - h // 2, width // 2 - w // 2
-    block = torch.fft.ifftshift(spectrum[top : top + h, left : left + w])
+    block = torch.fft.ifftshift(central_spectrum(image, h, w))
     return (torch.fft.ifft2(block).abs() * (h * w / (height * width))).to(image.dtype)
 
 

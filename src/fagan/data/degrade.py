@@ -33,12 +33,20 @@ def _bicubic(hr: torch.Tensor, scale: int) -> torch.Tensor:
     return F.interpolate(hr, scale_factor=1 / scale, mode="bicubic", antialias=True, align_corners=False)
 
 
+def central_spectrum(image: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """The central (h, w) block of the 2D spectrum of ``image`` (..., H, W), ``h <= H``,
+    ``w <= W``, in centred (fftshift) order: what a scanner acquiring an (h, w) matrix over the
+    same field of view keeps of k-space. ``torch.fft.ifftshift`` puts it back in FFT order."""
+    height, width = image.shape[-2:]
+    spectrum = torch.fft.fftshift(torch.fft.fft2(image), dim=(-2, -1))
+    top, left = height // 2 - h // 2, width // 2 - w // 2
+    return spectrum[..., top : top + h, left : left + w]
+
+
 def _kspace(hr: torch.Tensor, scale: int) -> torch.Tensor:
     height, width = hr.shape[-2:]
     h, w = height // scale, width // scale
-    spectrum = torch.fft.fftshift(torch.fft.fft2(hr), dim=(-2, -1))
-    top, left = height // 2 - h // 2, width // 2 - w // 2
-    spectrum = spectrum[..., top : top + h, left : left + w]
+    spectrum = central_spectrum(hr, h, w)
     # Frequencies of the kept block in cycles per HR pixel, then the half-pixel phase ramp.
     shift = (scale - 1) / 2
     fy = (torch.arange(h, device=hr.device) - h // 2).to(hr.dtype) / height
@@ -104,6 +112,7 @@ def crop_to_multiple(x: ArrayT, scale: int, axes: Sequence[int] = (-2, -1)) -> A
 __all__ = [
     "DEGRADATIONS",
     "SCALES",
+    "central_spectrum",
     "check_method",
     "check_scale",
     "crop_to_multiple",

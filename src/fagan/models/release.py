@@ -148,10 +148,11 @@ def average_releases(
     """
     if len(paths) < 2:
         raise FaganError(f"averaging needs at least two weights files, got {len(paths)}")
-    if len({Path(p).resolve() for p in paths}) < len(paths):
+    resolved = {Path(p).resolve() for p in paths}
+    if len(resolved) < len(paths):
         raise FaganError("a weights file is named twice; give each file to average once")
     out = Path(out)
-    if any(out.resolve() == Path(p).resolve() for p in paths):
+    if out.resolve() in resolved:
         raise FileExistsError(f"{out} is one of the files to average; write the average elsewhere")
     if out.is_dir():
         raise FileExistsError(f"{out} is a folder; give the .safetensors file to write")
