@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from fagan import FaganError
 from fagan.data import datasets
-from fagan.data.datasets import CONTRAST_KNOTS, SliceDataset, SlicePair
+from fagan.data.datasets import CONTRAST_KNOTS, SliceDataset, SlicePair, even_knots, tissue_knots
 from fagan.data.degrade import degrade
 from fagan.data.io import Volume, write_nifti
 
@@ -264,3 +266,57 @@ def test_contrast_prob_remaps_intensities_through_one_curve_per_patch() -> None:
         SliceDataset([volume], 2, patch_size=16, contrast_prob=1.5)
     with pytest.raises(FaganError, match="contrast_prob needs patch_size"):
         SliceDataset([volume], 2, contrast_prob=0.5)
+
+
+TISSUES = (0.25, 0.625, 1.0)
+
+
+def _tissue_stripes() -> Volume:
+    """Air and three tissues (``TISSUES``) in 8-pixel stripes, each pair of neighbours with a
+    one-pixel boundary that mixes them half and half."""
+    rows: list[float] = [0.0] * 8
+    for lo, hi in itertools.pairwise((0.0, *TISSUES)):
+        rows += [(lo + hi) / 2] + [hi] * 8
+    rows += [0.0] * (48 - len(rows))
+    array = np.asarray(rows, np.float32)[:, None, None] * np.ones((1, 48, 4), np.float32)
+    return Volume(array, np.eye(4), {})
+
+
+def test_tissue_knots_lie_at_the_tissue_intensities() -> None:
+    knots = tissue_knots(torch.from_numpy(_tissue_stripes().array))
+    assert knots == pytest.approx(TISSUES, abs=0.03)
+    assert list(knots) == sorted(set(knots)) and knots[-1] == 1.0
+    # nothing to cluster: the even knots
+    assert np.array_equal(tissue_knots(torch.zeros(8, 8, 2)), even_knots())
+    assert np.array_equal(tissue_knots(torch.full((8, 8, 2), 0.5)), even_knots())
+    assert np.array_equal(even_knots(), np.linspace(0.0, 1.0, CONTRAST_KNOTS + 1)[1:])
+
+
+def test_tissue_knots_map_a_boundary_between_its_two_tissues_new_intensities() -> None:
+    volume = _tissue_stripes()
+    kwargs = dict(patch_size=48, seed=3, min_foreground=0.0, augment=False, contrast_prob=1.0)
+    plain = SliceDataset([volume], 2, patch_size=48, seed=3, min_foreground=0.0)
+    before = plain[0].hr[0, :, 0].tolist()
+    row = {v: before.index(v) for v in (0.0, *TISSUES)}
+    mixes = [(lo, before.index((lo + hi) / 2), hi) for lo, hi in itertools.pairwise(TISSUES)]
+
+    def bands(knots: str) -> int:
+        """Boundary pixels, over all patches, whose value leaves the interval between their two
+        tissues' new values."""
+        dataset = SliceDataset([volume], 2, contrast_knots=knots, **kwargs)
+        count = 0
+        for index in range(len(dataset)):
+            after = dataset[index].hr[0, :, 0]
+            for lo, mix, hi in mixes:
+                a, m, b = float(after[row[lo]]), float(after[mix]), float(after[row[hi]])
+                count += not min(a, b) - 1e-6 <= m <= max(a, b) + 1e-6
+        return count
+
+    tissue = SliceDataset([volume], 2, contrast_knots="tissue", **kwargs)
+    assert tissue.knots[0] == pytest.approx(TISSUES, abs=0.03)
+    after = tissue[0].hr[0, :, 0]
+    assert float(after[row[0.0]]) == 0.0, "air stays dark"
+    assert bands("tissue") == 0
+    assert bands("even") > 0, "evenly spaced knots fall between tissues and draw bands"
+    with pytest.raises(FaganError, match="contrast_knots must be one of even, tissue"):
+        SliceDataset([volume], 2, contrast_knots="labels", **kwargs)

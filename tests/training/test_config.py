@@ -75,6 +75,7 @@ def test_overrides_parse_yaml_values_and_reach_free_form_dicts():
         ("optim.lr_milestones=[-5]", r"config key optim\.lr_milestones: must be steps of at least 0"),
         ("data.zoom_method=lanczos", r"config key data\.zoom_method: must be one of bicubic, kspace"),
         ("data.contrast_prob=2", r"config key data\.contrast_prob: must lie in \[0, 1\], not 2"),
+        ("data.contrast_knots=labels", r"config key data\.contrast_knots: must be one of even, tissue"),
     ],
 )
 def test_bad_overrides_are_one_clear_error(assignment, message):

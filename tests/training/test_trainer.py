@@ -200,10 +200,13 @@ def test_training_patches_get_every_augmentation_the_config_names():
     volume = Volume(np.random.default_rng(1).random((64, 64, 4), dtype=np.float32), np.eye(4), {})
     settings = ("data.zoom_range=[0.5,0.5]", "data.noise_range=[0.1,0.1]", "data.axes=[2]")
     plain = training_dataset([volume], tiny_config(*settings).data, 4, seed=0)
-    config = tiny_config(*settings, "data.zoom_method=kspace", "data.contrast_prob=1.0")
+    config = tiny_config(
+        *settings, "data.zoom_method=kspace", "data.contrast_prob=1.0", "data.contrast_knots=tissue"
+    )
     dataset = training_dataset([volume], config.data, 4, seed=0)
     assert (dataset.zoom_method, dataset.contrast_prob, dataset.noise_range) == ("kspace", 1.0, (0.1, 0.1))
-    assert (plain.zoom_method, plain.contrast_prob) == ("bicubic", 0.0)
+    assert dataset.contrast_knots == "tissue"
+    assert (plain.zoom_method, plain.contrast_prob, plain.contrast_knots) == ("bicubic", 0.0, "even")
     assert not torch.equal(dataset[0].hr, plain[0].hr)
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.cluster.vq import kmeans2
 from torch.utils.data import Dataset
 
 from fagan import FaganError
@@ -22,8 +24,12 @@ FOREGROUND_THRESHOLD = 0.05
 PATCH_RETRIES = 10
 #: How ``zoom_range`` resizes a training slice (see :class:`SliceDataset`).
 ZOOM_METHODS = ("bicubic", "kspace")
-#: Evenly spaced knots in (0, 1] of the random intensity curve of ``contrast_prob``.
+#: Knots in (0, 1] of the random intensity curve of ``contrast_prob``.
 CONTRAST_KNOTS = 4
+#: Where those knots lie (see :class:`SliceDataset`).
+CONTRAST_KNOT_PLACEMENTS = ("even", "tissue")
+#: Foreground voxels per volume that the tissue clustering of ``contrast_knots="tissue"`` uses.
+TISSUE_SAMPLE = 200_000
 
 
 class NoSlicesError(FaganError):
@@ -97,7 +103,12 @@ class SliceDataset(Dataset):
     curve takes independent uniform values at ``CONTRAST_KNOTS`` evenly spaced intensities, scaled
     so that its highest is 1. Tissues keep their boundaries but change their order and contrast,
     as between T1, T2 and proton-density weighting, so a model trained on T1 templates also sees
-    edges of other polarities and strengths.
+    edges of other polarities and strengths. ``contrast_knots="tissue"`` puts all but the last
+    knot at the volume's tissue intensities instead (the centres of ``CONTRAST_KNOTS - 1``
+    clusters of its foreground intensities, by k-means) and the last at 1. Each tissue then gets
+    a random intensity of its own, and a voxel that mixes two tissues adjacent in intensity maps
+    between their new intensities, as in a scan of the new contrast; with evenly spaced knots a
+    knot can fall between two tissues and give their boundary a band of a third intensity.
 
     The LR input is always ``degrade(hr, scale, degradation)``.
     """
@@ -120,6 +131,7 @@ class SliceDataset(Dataset):
         zoom_method: str = "bicubic",
         noise_range: tuple[float, float] | None = None,
         contrast_prob: float = 0.0,
+        contrast_knots: str = "even",
         min_side: int = 1,
     ) -> None:
         self.scale = check_scale(scale)
@@ -150,6 +162,11 @@ class SliceDataset(Dataset):
         if contrast_prob and patch_size is None:
             raise FaganError("contrast_prob needs patch_size: it is a training augmentation")
         self.contrast_prob = float(contrast_prob)
+        if contrast_knots not in CONTRAST_KNOT_PLACEMENTS:
+            raise FaganError(
+                f"contrast_knots must be one of {', '.join(CONTRAST_KNOT_PLACEMENTS)}, got {contrast_knots!r}"
+            )
+        self.contrast_knots = contrast_knots
         self.patch_size = patch_size
         self.augment = augment
         self.seed = int(seed)
@@ -161,6 +178,7 @@ class SliceDataset(Dataset):
         self.names: list[str] = []
         self.scalings: list[IntensityScaling] = []
         self.volumes: list[torch.Tensor] = []  # each (X, Y, Z) float32, normalised
+        self.knots: list[np.ndarray] = []  # each volume's knots of the contrast curve
         self.entries: list[SliceEntry] = []
         for v, item in enumerate(volumes):
             volume = item if isinstance(item, Volume) else read_volume(item)
@@ -172,6 +190,8 @@ class SliceDataset(Dataset):
                 data = data.clamp_(0.0, 1.0)
             self.scalings.append(scaling)
             self.volumes.append(data)
+            tissue = self.contrast_prob and contrast_knots == "tissue"
+            self.knots.append(tissue_knots(data) if tissue else even_knots())
             self.entries.extend(self._keep(v, data, max_slices_per_volume))
         if not self.entries:
             raise NoSlicesError(
@@ -225,7 +245,7 @@ class SliceDataset(Dataset):
             if self.augment:
                 hr = _augment(hr, rng)
             if self.contrast_prob and rng.random() < self.contrast_prob:
-                hr = _random_contrast(hr, rng)
+                hr = _random_contrast(hr, self.knots[entry.volume], rng)
             if self.noise_range is not None:
                 hr = _rician(hr, float(rng.uniform(*self.noise_range)), rng)
         hr = hr.contiguous()[None]  # (1, H, W)
@@ -309,14 +329,36 @@ def _kspace_shrink(image: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return (torch.fft.ifft2(block).abs() * (h * w / (height * width))).to(image.dtype)
 
 
-def _random_contrast(patch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+def even_knots() -> np.ndarray:
+    """``CONTRAST_KNOTS`` evenly spaced knots in (0, 1]."""
+    return np.linspace(0.0, 1.0, CONTRAST_KNOTS + 1)[1:]
+
+
+def tissue_knots(data: torch.Tensor) -> np.ndarray:
+    """Knots at the tissue intensities of a normalised volume: the sorted centres of
+    ``CONTRAST_KNOTS - 1`` k-means clusters of its foreground intensities (at most
+    ``TISSUE_SAMPLE`` of them, evenly picked), then 1. Centres that coincide or fall outside
+    (0, 1) are dropped; a volume without enough foreground gets :func:`even_knots`."""
+    values = data[data > FOREGROUND_THRESHOLD].numpy().astype(np.float64)
+    if values.size < CONTRAST_KNOTS or values.min() == values.max():
+        return even_knots()
+    values = values[:: max(1, values.size // TISSUE_SAMPLE)]
+    classes = CONTRAST_KNOTS - 1
+    start = np.quantile(values, (np.arange(classes) + 0.5) / classes)
+    with warnings.catch_warnings():  # an empty cluster keeps its start; the knots are deduplicated
+        warnings.simplefilter("ignore")
+        centres, _ = kmeans2(values, start, minit="matrix", iter=30)
+    centres = np.unique(np.round(centres, 4))
+    return np.append(centres[(centres > 0.0) & (centres < 1.0)], 1.0)
+
+
+def _random_contrast(patch: torch.Tensor, knots: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
     """``patch`` (values in [0, 1]) through a random piecewise-linear curve: f(0) = 0, uniform
-    values at ``CONTRAST_KNOTS`` evenly spaced knots, scaled so that the largest is 1. Values above
-    1 (the Gibbs overshoot of a k-space zoom) map as 1 does."""
-    knots = np.linspace(0.0, 1.0, CONTRAST_KNOTS + 1)
-    values = np.concatenate([[0.0], rng.uniform(0.0, 1.0, CONTRAST_KNOTS)])
+    values at ``knots`` (increasing, in (0, 1]), scaled so that the largest is 1. Values above the
+    last knot (the Gibbs overshoot of a k-space zoom) map as it does."""
+    values = np.concatenate([[0.0], rng.uniform(0.0, 1.0, len(knots))])
     values /= max(values.max(), 1e-6)
-    return torch.from_numpy(np.interp(patch.numpy(), knots, values).astype(np.float32))
+    return torch.from_numpy(np.interp(patch.numpy(), np.append(0.0, knots), values).astype(np.float32))
 
 
 def _augment(patch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:

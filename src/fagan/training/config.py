@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from fagan import FaganError
-from fagan.data.datasets import ZOOM_METHODS
+from fagan.data.datasets import CONTRAST_KNOT_PLACEMENTS, ZOOM_METHODS
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,7 @@ class DataConfig:
     zoom_method: str = "bicubic"  # or "kspace": shrink by cropping k-space (Gibbs ringing, as in scans)
     noise_range: tuple[float, float] | None = None  # Rician noise level of HR patches, e.g. [0, 0.05]
     contrast_prob: float = 0.0  # fraction of HR patches sent through a random intensity curve
+    contrast_knots: str = "even"  # or "tissue": the curve's knots at the volume's tissue intensities
     balance: str = "slices"  # "slices": every slice equally often; "volumes": every volume
     num_workers: int | None = None  # None: 0 on CPU, min(8, CPUs) on CUDA
     val_slices: int = 32  # cap on full validation slices (evenly spaced over the volumes)
@@ -180,6 +181,11 @@ def check(config: TrainConfig) -> None:
         fail("data.zoom_method", f"must be one of {', '.join(ZOOM_METHODS)}, not {d.zoom_method!r}")
     if not 0.0 <= d.contrast_prob <= 1.0:
         fail("data.contrast_prob", f"must lie in [0, 1], not {d.contrast_prob}")
+    if d.contrast_knots not in CONTRAST_KNOT_PLACEMENTS:
+        fail(
+            "data.contrast_knots",
+            f"must be one of {', '.join(CONTRAST_KNOT_PLACEMENTS)}, not {d.contrast_knots!r}",
+        )
     if d.num_workers is not None and d.num_workers < 0:
         fail("data.num_workers", f"must be at least 0 (or null for automatic), not {d.num_workers}")
     if lo.pixel not in PIXEL_LOSSES:

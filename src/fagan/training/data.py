@@ -60,6 +60,7 @@ def training_dataset(paths: list[Path], config: DataConfig, scale: int, seed: in
         zoom_method=config.zoom_method,
         noise_range=config.noise_range,
         contrast_prob=config.contrast_prob,
+        contrast_knots=config.contrast_knots,
     )
 
 
