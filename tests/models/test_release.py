@@ -220,6 +220,16 @@ def test_average_releases_writes_the_mean_of_like_weights(tmp_path) -> None:
     assert json.loads(meta["averaged_from"]) == ["a.safetensors", "b.safetensors", "c.safetensors"]
     assert trained_degradation(meta) == "bicubic"
     assert [c["data"]["degradation"] for c in json.loads(meta["averaged_train_configs"])] == ["bicubic"] * 3
+    # an average of an average keeps the history of both
+    nested = average_releases([out, paths[0]], tmp_path / "again.safetensors")
+    again = read_metadata(nested)
+    assert json.loads(again["averaged_from"]) == [
+        {"file": "soup.safetensors", "averaged_from": ["a.safetensors", "b.safetensors", "c.safetensors"]},
+        "a.safetensors",
+    ]
+    inner, outer = json.loads(again["averaged_train_configs"])
+    assert len(inner) == 3 and outer == {"data": {"degradation": "bicubic"}}
+    assert trained_degradation(again) == "bicubic"
 
     before = {p: p.read_bytes() for p in paths}
     with pytest.raises(FileExistsError, match="one of the files to average"):

@@ -143,8 +143,11 @@ def average_releases(
     anything else is a FaganError. ``out`` is never one of the inputs, an existing ``out`` is
     replaced only with ``overwrite``, and the file is written atomically. Its metadata lists
     the averaged files (``averaged_from``) and each one's training configuration
-    (``averaged_train_configs``); ``train_config`` is the first one's. Nothing can check that the
-    files share a starting point: averaging unrelated runs gives a broken model.
+    (``averaged_train_configs``); an input that is itself an average appears there with what it
+    was averaged from (``{"file": name, "averaged_from": [...]}``) and the list of its inputs'
+    configurations, so the whole history of a repeated average stays in the file.
+    ``train_config`` is the first one's. Nothing can check that the files share a starting point:
+    averaging unrelated runs gives a broken model.
     """
     if len(paths) < 2:
         raise FaganError(f"averaging needs at least two weights files, got {len(paths)}")
@@ -160,7 +163,7 @@ def average_releases(
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
     first, meta = load_release(paths[0])
     total = {k: v.clone() for k, v in first.state_dict().items()}
-    configs = [meta.get("train_config", "{}")]
+    sources, configs = [_provenance(paths[0], meta)], [_train_configs(meta)]
     for path in paths[1:]:
         generator, other = load_release(path)
         for key in ("model", "scale", "config"):
@@ -173,18 +176,42 @@ def average_releases(
                 f"{path} and {paths[0]} were trained for different degradations; average only "
                 "files trained for the same one"
             )
-        configs.append(other.get("train_config", "{}"))
+        sources.append(_provenance(path, other))
+        configs.append(_train_configs(other))
         for key, value in generator.state_dict().items():
             if value.is_floating_point():
                 total[key] += value
     first.load_state_dict({k: v / len(paths) if v.is_floating_point() else v for k, v in total.items()})
     metadata = {
-        "averaged_from": [Path(p).name for p in paths],
+        "averaged_from": sources,
         "data": meta.get("data", ""),
         "train_config": meta.get("train_config", "{}"),
-        "averaged_train_configs": "[" + ", ".join(configs) + "]",
+        "averaged_train_configs": configs,
     }
     return save_release(out, first, meta["model"], metadata=metadata)
+
+
+def _json_field(meta: dict[str, str], key: str, default: Any) -> Any:
+    """``meta[key]`` parsed as JSON; ``default`` when it is missing or not JSON."""
+    try:
+        return json.loads(meta[key])
+    except (KeyError, json.JSONDecodeError):
+        return default
+
+
+def _provenance(path: str | os.PathLike, meta: dict[str, str]) -> str | dict[str, Any]:
+    """The name of a file to average and, if it is an average itself, what it was averaged from."""
+    name = Path(path).name
+    if "averaged_from" not in meta:
+        return name
+    return {"file": name, "averaged_from": _json_field(meta, "averaged_from", [])}
+
+
+def _train_configs(meta: dict[str, str]) -> Any:
+    """A file's training configuration, or the list of its inputs' if it is an average itself."""
+    if "averaged_train_configs" in meta:
+        return _json_field(meta, "averaged_train_configs", [])
+    return _json_field(meta, "train_config", {})
 
 
 def _shipped_path(scale: int, variant: str) -> Path:
