@@ -338,11 +338,12 @@ def tissue_knots(data: torch.Tensor) -> np.ndarray:
     """Knots at the tissue intensities of a normalised volume: the sorted centres of
     ``CONTRAST_KNOTS - 1`` k-means clusters of its foreground intensities (at most
     ``TISSUE_SAMPLE`` of them, evenly picked), then 1. Centres that coincide or fall outside
-    (0, 1) are dropped; a volume without enough foreground gets :func:`even_knots`."""
+    (0, 1) are dropped, so a volume with fewer distinct tissues gets fewer knots; a volume without
+    enough foreground gets :func:`even_knots`."""
     values = data[data > FOREGROUND_THRESHOLD].numpy().astype(np.float64)
     if values.size < CONTRAST_KNOTS or values.min() == values.max():
         return even_knots()
-    values = values[:: max(1, values.size // TISSUE_SAMPLE)]
+    values = values[:: -(-values.size // TISSUE_SAMPLE)]  # every k-th, k rounded up
     classes = CONTRAST_KNOTS - 1
     start = np.quantile(values, (np.arange(classes) + 0.5) / classes)
     with warnings.catch_warnings():  # an empty cluster keeps its start; the knots are deduplicated
