@@ -10,7 +10,6 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.cluster.vq import kmeans2
 from torch.utils.data import Dataset
 
 from fagan import FaganError
@@ -340,6 +339,8 @@ def tissue_knots(data: torch.Tensor) -> np.ndarray:
     ``TISSUE_SAMPLE`` of them, evenly picked), then 1. Centres that coincide or fall outside
     (0, 1) are dropped, so a volume with fewer distinct tissues gets fewer knots; a volume without
     enough foreground gets :func:`even_knots`."""
+    from scipy.cluster.vq import kmeans2  # here: fagan upscale and demo import this module
+
     values = data[data > FOREGROUND_THRESHOLD].numpy().astype(np.float64)
     if values.size < CONTRAST_KNOTS or values.min() == values.max():
         return even_knots()
