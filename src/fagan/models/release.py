@@ -90,10 +90,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
 def trained_degradation(meta: dict[str, str]) -> str:
     """The degradation (``data.degradation``) the weights were trained to invert, from their
     training config; ``"bicubic"``, the default, when the file does not record one."""
-    try:
-        config = json.loads(meta.get("train_config", "{}"))
-    except json.JSONDecodeError:
-        return "bicubic"
+    config = _json_field(meta, "train_config", {})
     data = config.get("data") if isinstance(config, dict) else None
     return str(data.get("degradation", "bicubic")) if isinstance(data, dict) else "bicubic"
 
