@@ -150,7 +150,7 @@ class EpochIndexed(Dataset):
     """``dataset[(epoch, index)]``: the patch of ``index`` as drawn in ``epoch``.
 
     Works inside DataLoader workers, whose copies of the dataset are set to each item's epoch,
-    so persistent workers serve any epoch without being restarted.
+    so the workers of the one endless iterator serve every epoch without being restarted.
     """
 
     def __init__(self, dataset: SliceDataset) -> None:
@@ -169,14 +169,20 @@ class EpochIndexed(Dataset):
 def training_loader(
     dataset: SliceDataset, stream: SampleStream, batch_size: int, num_workers: int, pin_memory: bool
 ) -> DataLoader:
-    """Batches of ``SlicePair`` (``lr (B, 1, h, w)``, ``hr (B, 1, s*h, s*w)``) from the stream."""
+    """Batches of ``SlicePair`` (``lr (B, 1, h, w)``, ``hr (B, 1, s*h, s*w)``) from the stream.
+
+    The stream is endless, so a run iterates the loader once and its workers live as long as that
+    iterator: ``persistent_workers`` would add nothing. It is left off on purpose: together with
+    ``pin_memory`` (on whenever training runs on CUDA) it makes every worker wait out PyTorch's
+    5 s join timeout if the workers are still there at interpreter exit (pytorch/pytorch#81794),
+    as they were when ``fagan train`` on CUDA took over 10 s to exit (RELIABILITY.md).
+    """
     return DataLoader(
         EpochIndexed(dataset),
         batch_size=batch_size,
         sampler=stream,
         num_workers=num_workers,
         pin_memory=pin_memory,
-        persistent_workers=num_workers > 0,
         prefetch_factor=4 if num_workers > 0 else None,
         generator=torch.Generator().manual_seed(0),  # keeps the global RNG untouched
     )
