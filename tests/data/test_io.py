@@ -113,10 +113,18 @@ def test_nifti_2d_becomes_one_slice(tmp_path):
     assert read_volume(path).array.shape == (6, 5, 1)
 
 
-def test_write_nifti_refuses_an_unknown_space(tmp_path):
+def test_write_nifti_refuses_an_unknown_space_code(tmp_path):
     with pytest.raises(FaganError, match="xform_code"):
-        write_nifti(tmp_path / "out.nii", _blob((3, 3, 3)), np.eye(4), xform_code=0)
+        write_nifti(tmp_path / "out.nii", _blob((3, 3, 3)), np.eye(4), xform_code=5)
     assert not (tmp_path / "out.nii").exists()
+
+
+def test_a_nifti_in_no_space_reads_with_code_0(tmp_path):
+    img = nib.Nifti1Image(_blob((4, 3, 2)), np.diag([2.0, 3.0, 4.0, 1.0]))
+    img.set_sform(None, 0)
+    img.set_qform(None, 0)
+    nib.save(img, tmp_path / "none.nii")
+    assert read_volume(tmp_path / "none.nii").meta["xform_code"] == 0
 
 
 def test_write_nifti_refuses_to_overwrite(tmp_path):

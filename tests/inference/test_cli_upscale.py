@@ -63,14 +63,22 @@ def _upscale_header(tmp_path, weights_dir, affine, sform, qform):
     return nib.load(out).header
 
 
-@pytest.mark.parametrize(("sform", "qform", "expected"), [(1, 1, 1), (4, 0, 4), (0, 1, 1), (0, 0, 2)])
+@pytest.mark.parametrize(("sform", "qform", "expected"), [(1, 1, 1), (4, 0, 4), (0, 1, 1), (0, 0, 0)])
 def test_the_output_keeps_the_space_of_the_input(tmp_path, weights_dir, sform, qform, expected) -> None:
-    """Both sform and qform of the output hold its affine, with the code of the input's space."""
+    """Both sform and qform of the output hold its affine, with the code of the input's space;
+    an input in no space (both codes 0) gives an output in none, whose fallback affine (voxel size,
+    centred on the origin) covers the input's field of view."""
     affine = np.diag([1.5, 1.5, 4.0, 1.0])
     affine[:3, 3] = [-10, 20, 5]
     header = _upscale_header(tmp_path, weights_dir, affine, sform, qform)
     assert int(header["sform_code"]) == int(header["qform_code"]) == expected
     np.testing.assert_allclose(header.get_qform(), header.get_sform(), atol=1e-5)
+    lr, sr = nib.load(tmp_path / "lr.nii"), nib.load(tmp_path / "sr.nii")
+    np.testing.assert_allclose(sr.header.get_zooms(), (0.75, 0.75, 4.0))
+    np.testing.assert_allclose(
+        sr.affine @ np.r_[(np.array(sr.shape) - 1) / 2, 1], lr.affine @ np.r_[(np.array(lr.shape) - 1) / 2, 1]
+    )
+    np.testing.assert_allclose(sr.affine[:3, 0] * 2, lr.affine[:3, 0])  # the same orientation
 
 
 def test_a_sheared_affine_stays_in_the_sform_alone(tmp_path, weights_dir) -> None:

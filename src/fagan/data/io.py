@@ -344,10 +344,10 @@ def _read_nifti(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray, 
     data = data.reshape((shape + (1, 1))[:3])
     meta = {"format": "nifti", "dtype": str(dtype), "n_frames": n_frames}
     # The space the affine is in (NIfTI xform code: 1 scanner, 2 aligned, 3 Talairach, 4 MNI),
-    # from the transform nibabel took it from: the sform if set, else the qform.
+    # from the transform nibabel took it from: the sform if set, else the qform; 0 when neither
+    # is set, where the affine is nibabel's fallback from the voxel size alone and is no space.
     sform, qform = (int(img.header[f"{x}form_code"]) for x in "sq")
-    if sform > 0 or qform > 0:
-        meta["xform_code"] = sform if sform > 0 else qform
+    meta["xform_code"] = sform if sform > 0 else qform
     return data, _affine_in_mm(img), meta
 
 
@@ -376,7 +376,9 @@ def write_nifti(
 
     The affine goes into the sform and, unless it shears (which a qform cannot hold), the qform
     too, both with ``xform_code`` (1 scanner, 2 aligned, 3 Talairach, 4 MNI): a viewer that reads
-    either one places the image the same. The file is written to a temporary name in the same
+    either one places the image the same. Code 0 says the affine is in no space, as in an input
+    that set neither transform: readers then place the image by its voxel size alone, centred on
+    the origin, which is where nibabel's fallback affine of such an input put it too. The file is written to a temporary name in the same
     folder and moved into place, so a crash never leaves a half-written volume. An existing file
     is kept unless ``overwrite``.
     """
@@ -400,8 +402,8 @@ def write_nifti(
     affine = np.asarray(affine, dtype=np.float64)
     if affine.shape != (4, 4):
         raise FaganError(f"write_nifti expects a 4x4 affine, got shape {affine.shape}")
-    if xform_code not in (1, 2, 3, 4):
-        raise FaganError(f"write_nifti: xform_code must be 1, 2, 3 or 4, not {xform_code}")
+    if xform_code not in (0, 1, 2, 3, 4):
+        raise FaganError(f"write_nifti: xform_code must be 0, 1, 2, 3 or 4, not {xform_code}")
     img = nib.Nifti1Image(data, affine)
     img.set_sform(affine, xform_code)
     columns = affine[:3, :3]
