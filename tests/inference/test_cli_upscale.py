@@ -151,6 +151,19 @@ def test_2d_image(tmp_path, weights_dir, suffix) -> None:
     assert result.shape == (18, 22)
 
 
+def test_an_8_bit_png_comes_back_as_an_8_bit_png(tmp_path, weights_dir) -> None:
+    """A viewer shows a 16-bit PNG holding values up to 255 as black: the output keeps 8 bits."""
+    image = (np.random.default_rng(0).random((9, 11)) * 200 + 40).astype(np.uint8)
+    Image.fromarray(image).save(tmp_path / "lr.png")
+    args = ["upscale", str(tmp_path / "lr.png"), "-o", str(tmp_path / "sr.png"), "--scale", "2"]
+    assert main([*args, "--weights", str(weights_dir / "x2.safetensors")]) == 0
+    with Image.open(tmp_path / "sr.png") as img:
+        assert img.mode == "L" and img.size == (22, 18)
+        result = np.array(img)
+    assert result.dtype == np.uint8
+    assert abs(float(result.mean()) - float(image.mean())) < 20  # the input's units
+
+
 def _fails(capsys, args, match):
     try:
         code = main(args)
@@ -209,7 +222,15 @@ def test_requests_that_cannot_work_are_refused_before_any_work(tmp_path, weights
         ["upscale", src, "-o", str(tmp_path / "sr.nii"), "--scale", "2", "--tile", "8", "--weights", absent],
         "--tile must be 0 (off) or more than 32 pixels",
     )
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["lr.nii.gz"]
+    # A 2D image along another axis is named as such, whatever the output: not "use .nii.gz",
+    # which would only lead to this same refusal.
+    Image.fromarray(np.full((9, 11), 500, np.uint16)).save(tmp_path / "slice.png")
+    for out in ("sr.png", "sr.nii.gz"):
+        args = ["upscale", str(tmp_path / "slice.png"), "-o", str(tmp_path / out), "--axis", "0"]
+        _fails(
+            capsys, [*args, "--scale", "2", "--weights", absent], "is a 2D image; upscale it along --axis 2"
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lr.nii.gz", "slice.png"]
 
 
 def test_png_output_is_refused_for_values_a_png_cannot_hold(tmp_path, weights_dir, capsys) -> None:

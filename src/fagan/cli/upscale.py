@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Each 2D slice along --axis is upscaled in its own plane; the output keeps the input's "
         "orientation and field of view, with the in-plane voxel size divided by the scale.",
     )
-    p.add_argument("input", help="NIfTI file, DICOM file or series folder, fastMRI .h5, .npy or 16-bit PNG")
+    p.add_argument("input", help="NIfTI file, DICOM file or series folder, fastMRI .h5, .npy or 8/16-bit PNG")
     p.add_argument("-o", "--output", required=True, help="output .nii/.nii.gz (2D inputs: also .npy or .png)")
     p.add_argument("--scale", type=int, required=True, choices=(2, 4, 8))
     p.add_argument(
@@ -82,8 +82,14 @@ def run(args: argparse.Namespace) -> int:
     if not source.exists():
         raise FileNotFoundError(f"input not found: {source}")
     output = check_output(args.output, [source], args.overwrite)
+
+    def check_axis(shape: tuple[int, ...]) -> None:
+        if args.axis != 2 and (len(shape) < 3 or shape[2] == 1):
+            raise ValueError(f"{source} is a 2D image; upscale it along --axis 2")
+
     shape = claimed_shape(source)  # from the headers: refuse what cannot fit before reading it
     if shape is not None:
+        check_axis(shape)
         check_output_shape(output, shape, args.axis)
         check_resources(shape, args.scale, args.axis, output)
     weights = Path(args.weights) if args.weights else shipped_weights(args.scale, args.variant)
@@ -92,8 +98,7 @@ def run(args: argparse.Namespace) -> int:
     remove_leftovers(output, keep=[source])  # temporary files of runs killed while writing it
     try:
         volume = read_volume(source, frame=args.frame)
-        if args.axis != 2 and volume.array.shape[2] == 1:
-            raise ValueError(f"{source} is a 2D image; upscale it along --axis 2")
+        check_axis(volume.array.shape)
         check_png_range(output, volume.array)
         if shape is None:  # headers unreadable on their own: check now, the input already held
             check_output_shape(output, volume.array.shape, args.axis)
@@ -122,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         raise FaganError(
             f"ran out of memory upscaling {source}; lower --batch-size or --tile, or crop the volume"
         ) from None
-    size = "x".join(map(str, result.array.shape))
+    shape = result.array.shape
+    size = "x".join(map(str, shape[:2] if shape[2] == 1 and args.axis == 2 else shape))
     print(f"wrote {output} ({size}, x{args.scale} along axes {sorted({0, 1, 2} - {args.axis})})")
     return 0

@@ -378,9 +378,10 @@ def write_nifti(
     too, both with ``xform_code`` (1 scanner, 2 aligned, 3 Talairach, 4 MNI): a viewer that reads
     either one places the image the same. Code 0 says the affine is in no space, as in an input
     that set neither transform: readers then place the image by its voxel size alone, centred on
-    the origin, which is where nibabel's fallback affine of such an input put it too. The file is written to a temporary name in the same
-    folder and moved into place, so a crash never leaves a half-written volume. An existing file
-    is kept unless ``overwrite``.
+    the origin, which is where nibabel's fallback affine of such an input put it too.
+
+    The file is written to a temporary name in the same folder and moved into place, so a crash
+    never leaves a half-written volume. An existing file is kept unless ``overwrite``.
     """
     import nibabel as nib
 

@@ -1,4 +1,5 @@
-"""Writing super-resolved results: NIfTI for volumes; ``.npy`` or 16-bit PNG for 2D images.
+"""Writing super-resolved results: NIfTI for volumes; ``.npy`` or PNG for 2D images (8-bit for
+an 8-bit input, else 16-bit).
 
 Every writer goes through a temporary file in the destination folder and an atomic rename, so
 an interrupted run leaves either the complete output or none. A run killed outright (SIGKILL, a
@@ -66,6 +67,12 @@ def check_output_shape(path: str | os.PathLike, shape: tuple[int, ...], axis: in
         )
 
 
+def png_bits(meta: dict) -> int:
+    """The bit depth of a PNG output: 8 for an input stored as 8-bit integers (its viewers expect
+    0..255 and would show 16-bit values that small as black), else 16."""
+    return 8 if meta.get("dtype") in ("uint8", "bool") else 16
+
+
 def check_png_range(path: str | os.PathLike, array: np.ndarray) -> None:
     """Refuse a 16-bit PNG output for an input whose values a PNG cannot hold (integers 0..65535):
     the result is rounded and clipped to that range, which is harmless only for such inputs."""
@@ -80,7 +87,8 @@ def check_png_range(path: str | os.PathLike, array: np.ndarray) -> None:
 
 
 def save_result(path: str | os.PathLike, volume: Volume, overwrite: bool = False) -> Path:
-    """Write ``volume``: NIfTI (float32, its affine), or a 2D image as ``.npy``/16-bit PNG."""
+    """Write ``volume``: NIfTI (float32, its affine), or a 2D image as ``.npy`` or PNG, whose
+    values are rounded and clipped to its bit depth (:func:`png_bits`)."""
     path = Path(path)
     kind = output_kind(path)
     if kind in (".nii", ".nii.gz"):
@@ -99,7 +107,9 @@ def save_result(path: str | os.PathLike, volume: Volume, overwrite: bool = False
             from PIL import Image
 
             # 2D images are read as (rows, columns, 1), so the array is the picture as it is.
-            Image.fromarray(np.clip(np.rint(image), 0, 65535).astype(np.uint16)).save(tmp, format="PNG")
+            dtype = np.uint8 if png_bits(volume.meta) == 8 else np.uint16
+            pixels = np.clip(np.rint(image), 0, np.iinfo(dtype).max).astype(dtype)
+            Image.fromarray(pixels).save(tmp, format="PNG")
     return path
 
 
