@@ -11,7 +11,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="export generator weights to ONNX (dynamic batch, height and width)",
         description="Writes the generator in --weights (default: the shipped weights for --scale) as an "
         "ONNX model taking 'lr' (batch, 1, h, w) to 'sr' (batch, 1, s*h, s*w), then checks it against "
-        "PyTorch with ONNX Runtime. Needs the onnx extra: pip install 'fagan[onnx]'.",
+        "PyTorch with ONNX Runtime. Needs the onnx extra: pip install 'fagan[onnx]'. The network "
+        "expects each volume's intensities scaled to about [0, 1] by its 0.5th and 99.5th percentiles "
+        "(the model's input_scaling metadata says exactly how) and returns that scale.",
     )
     p.add_argument(
         "--weights", help="generator weights (.safetensors); default: the shipped ones for --scale"

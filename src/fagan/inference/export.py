@@ -45,13 +45,27 @@ def _require(module: str) -> None:
         raise FaganError(f"ONNX export needs {module}, which is not installed; install {ONNX_EXTRA}")
 
 
+#: What the exported network expects, written into the ONNX model's metadata.
+INPUT_SCALING = (
+    "lr holds one volume's slices scaled to about [0, 1]: (x - low) / (high - low), low = the 0.5th "
+    "percentile of all the volume's voxels, high = the 99.5th percentile of the voxels above low "
+    "(fagan.data.normalize.fit_scaling); sr comes back in that scale: multiply by (high - low) and add "
+    "low. fagan upscale also projects sr onto the images whose antialiased bicubic downsampling is "
+    "lr (fagan.inference.consistency) and clips a magnitude image's output at 0."
+)
+
+
 def export_onnx(
     generator: nn.Module,
     path: str | os.PathLike,
     metadata: dict[str, str] | None = None,
     opset: int = DEFAULT_OPSET,
 ) -> Path:
-    """Write ``generator`` as an ONNX model with dynamic batch, height and width (atomically)."""
+    """Write ``generator`` as an ONNX model with dynamic batch, height and width (atomically).
+
+    The model's metadata says what its input must be (``input_scaling``): the network alone is
+    not ``fagan upscale``, which scales each volume first and maps the result back after.
+    """
     _require("onnx")
     import onnx
 
@@ -79,6 +93,7 @@ def export_onnx(
         proto = onnx.load(tmp)
         info = dict(metadata or {})
         info.update(
+            input_scaling=INPUT_SCALING,
             scale=str(model.scale),  # type: ignore[union-attr]
             config=json.dumps(dataclasses.asdict(model.config)),  # type: ignore[union-attr]
             exported_by="fagan",
