@@ -82,3 +82,15 @@ def test_demo_self_ensemble_and_consistency_flags_change_the_scores(tiny_demo, t
         )
         assert row["psnr_fagan"] != rows["ensemble"][volume]["psnr_fagan"]
         assert float(row["psnr_fagan"]) > float(rows["raw"][volume]["psnr_fagan"])
+
+
+def test_the_summary_gives_the_brains_mean_beside_the_mean_over_all() -> None:
+    from fagan.evaluation.demo import DemoRow, format_summary
+
+    def row(anatomy: str, scale: int, gain: float) -> DemoRow:
+        return DemoRow("v", anatomy, scale, (8, 8, 1), 30.0, 30.0 + gain, 0.9, 0.9, 1.0)
+
+    rows = [row("brain", 2, 1.0), row("brain", 2, 2.0), row("abdomen", 2, 4.5), row("brain", 4, 1.5)]
+    lines = format_summary(rows).splitlines()
+    assert lines[0] == "x2: mean PSNR gain over bicubic +2.50 dB (min +1.00); brains' mean +1.50 dB"
+    assert lines[1] == "x4: mean PSNR gain over bicubic +1.50 dB (min +1.50)"  # brains only: no repeat

@@ -46,8 +46,11 @@ def test_wrong_scale_is_refused(tmp_path) -> None:
 
 
 def test_missing_and_pickled_files_are_refused_without_unpickling(tmp_path) -> None:
-    with pytest.raises(FaganError, match="not found"):
+    with pytest.raises(FaganError, match="not found: .*nope.safetensors$"):
         load_release(tmp_path / "nope.safetensors")
+    # A shipped file's bare name, given where it is not, is pointed to the shipped file.
+    with pytest.raises(FaganError, match=r"a shipped file of that name is .*weights.fagan_x2\.safetensors\)"):
+        load_release(tmp_path / "fagan_x2.safetensors")
 
     class Boom:
         def __reduce__(self):

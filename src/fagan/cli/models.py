@@ -6,7 +6,14 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list every named generator with its switches, size and cost")
+    p = sub.add_parser(
+        "models",
+        help="list every named generator with its switches, size and cost",
+        description="Lists the model family: the paper's FA-GAN generator, its baselines (SRGAN, "
+        "CA-SR-GAN, SA-SR-GAN) and ablations, each a configuration of one generator class, with the "
+        "blocks it uses (LFFB, channel and self-attention, fusion), its parameter count and its "
+        "GFLOPs for one output slice. Any of the names goes in a config's model.name.",
+    )
     p.add_argument("--scale", type=int, default=4, choices=(2, 4, 8), help="scale for the FLOP count")
     p.add_argument("--size", type=int, default=256, help="output slice side for the FLOP count (pixels)")
     p.set_defaults(func=run)

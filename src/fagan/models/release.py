@@ -67,7 +67,9 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The metadata of a release file, checked to be one."""
     path = Path(path)
     if not path.is_file():
-        raise FaganError(f"weights file not found: {path}")
+        shipped = SHIPPED_DIR / path.name
+        hint = f" (a shipped file of that name is {shipped})" if shipped.is_file() else ""
+        raise FaganError(f"weights file not found: {path}{hint}")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
