@@ -156,6 +156,10 @@ SEMANTIC: dict[str, tuple[list[str], str]] = {
     "demo:out-is-a-file": (["demo", "--out", "afile"], "not a folder"),
     "train:bad-yaml": (["train", "--config", "bad.yaml", "--out", "run"], "not valid YAML"),
     "train:config-is-a-folder": (["train", "--config", "empty", "--out", "run"], "config file not found"),
+    "train:readme-config-path-elsewhere": (
+        ["train", "--config", "configs/fagan_x4_psnr.yaml", "--out", "run"],
+        "the repository's config of that name is",
+    ),
     "train:set-without-equals": (
         ["train", "--config", CONFIG, "--out", "run", "--set", "steps"],
         "KEY=VALUE",

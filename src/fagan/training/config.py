@@ -47,6 +47,8 @@ class ModelConfig:
 
 #: How training slices are drawn: each slice equally often, or each volume equally often.
 BALANCES = ("slices", "volumes")
+#: The named configs of a source checkout (``configs/``, beside ``src/``); absent in an installed wheel.
+REPOSITORY_CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 
 
 @dataclass(frozen=True)
@@ -335,7 +337,10 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     """The raw mapping in a YAML config file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
+        # Run from outside a source checkout, the README's configs/... paths miss: name the file.
+        ours = REPOSITORY_CONFIGS / path.name
+        hint = f" (the repository's config of that name is {ours})" if ours.is_file() else ""
+        raise FileNotFoundError(f"config file not found: {path}{hint}")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
