@@ -127,7 +127,7 @@ def test_dicom_series_to_nifti(tmp_path, weights_dir) -> None:
 
 
 @pytest.mark.parametrize("suffix", [".npy", ".png"])
-def test_2d_image(tmp_path, weights_dir, suffix) -> None:
+def test_2d_image(tmp_path, weights_dir, suffix, capsys) -> None:
     image = (np.random.default_rng(0).random((9, 11)) * 4000 + 100).astype(np.uint16)
     src = tmp_path / "lr.png"
     Image.fromarray(image).save(src)
@@ -149,6 +149,7 @@ def test_2d_image(tmp_path, weights_dir, suffix) -> None:
     )
     result = np.load(out) if suffix == ".npy" else np.array(Image.open(out))
     assert result.shape == (18, 22)
+    assert f"wrote {out} (18x22, x2" in capsys.readouterr().out  # the file's shape, no third axis
 
 
 def test_an_8_bit_png_comes_back_as_an_8_bit_png(tmp_path, weights_dir) -> None:

@@ -9,8 +9,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
         help="upscale the embedded held-out MRI at x2 and x4 and compare with bicubic",
-        description="The main job: on the held-out MRI that ships with fagan (never used in "
-        "training), simulates low-resolution slices by antialiased bicubic downsampling, upscales "
+        description="On the held-out MRI that ships with fagan (not trained on), simulates "
+        "low-resolution slices by antialiased bicubic downsampling, upscales "
         "them with the shipped weights, prints PSNR/SSIM of FA-GAN and bicubic per volume and scale, "
         "and writes the super-resolved volumes (NIfTI), figures, results.csv and index.html to --out.",
     )

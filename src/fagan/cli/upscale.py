@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_shape,
         check_png_range,
         check_resources,
+        output_kind,
         remove_leftovers,
         save_result,
     )
@@ -82,14 +83,9 @@ def run(args: argparse.Namespace) -> int:
     if not source.exists():
         raise FileNotFoundError(f"input not found: {source}")
     output = check_output(args.output, [source], args.overwrite)
-
-    def check_axis(shape: tuple[int, ...]) -> None:
-        if args.axis != 2 and (len(shape) < 3 or shape[2] == 1):
-            raise ValueError(f"{source} is a 2D image; upscale it along --axis 2")
-
     shape = claimed_shape(source)  # from the headers: refuse what cannot fit before reading it
     if shape is not None:
-        check_axis(shape)
+        _check_axis(source, shape, args.axis)
         check_output_shape(output, shape, args.axis)
         check_resources(shape, args.scale, args.axis, output)
     weights = Path(args.weights) if args.weights else shipped_weights(args.scale, args.variant)
@@ -98,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     remove_leftovers(output, keep=[source])  # temporary files of runs killed while writing it
     try:
         volume = read_volume(source, frame=args.frame)
-        check_axis(volume.array.shape)
+        _check_axis(source, volume.array.shape, args.axis)
         check_png_range(output, volume.array)
         if shape is None:  # headers unreadable on their own: check now, the input already held
             check_output_shape(output, volume.array.shape, args.axis)
@@ -127,7 +123,13 @@ def run(args: argparse.Namespace) -> int:
         raise FaganError(
             f"ran out of memory upscaling {source}; lower --batch-size or --tile, or crop the volume"
         ) from None
-    shape = result.array.shape
-    size = "x".join(map(str, shape[:2] if shape[2] == 1 and args.axis == 2 else shape))
+    out_shape = result.array.shape
+    size = "x".join(map(str, out_shape[:2] if output_kind(output) in (".npy", ".png") else out_shape))
     print(f"wrote {output} ({size}, x{args.scale} along axes {sorted({0, 1, 2} - {args.axis})})")
     return 0
+
+
+def _check_axis(source: object, shape: tuple[int, ...], axis: int) -> None:
+    """Refuse a 2D image (one slice along axis 2) asked to be upscaled along another axis."""
+    if axis != 2 and shape[2] == 1:
+        raise ValueError(f"{source} is a 2D image; upscale it along --axis 2")

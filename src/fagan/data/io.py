@@ -377,8 +377,9 @@ def write_nifti(
     The affine goes into the sform and, unless it shears (which a qform cannot hold), the qform
     too, both with ``xform_code`` (1 scanner, 2 aligned, 3 Talairach, 4 MNI): a viewer that reads
     either one places the image the same. Code 0 says the affine is in no space, as in an input
-    that set neither transform: readers then place the image by its voxel size alone, centred on
-    the origin, which is where nibabel's fallback affine of such an input put it too.
+    that set neither transform: readers then keep only its voxel sizes and place the image
+    centred on the origin, x flipped, which is where nibabel's fallback affine of such an input
+    put it too (any rotation in ``affine`` is lost, as the input had none to keep).
 
     The file is written to a temporary name in the same folder and moved into place, so a crash
     never leaves a half-written volume. An existing file is kept unless ``overwrite``.

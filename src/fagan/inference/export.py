@@ -50,8 +50,9 @@ INPUT_SCALING = (
     "lr holds one volume's slices scaled to about [0, 1]: (x - low) / (high - low), low = the 0.5th "
     "percentile of all the volume's voxels, high = the 99.5th percentile of the voxels above low "
     "(fagan.data.normalize.fit_scaling); sr comes back in that scale: multiply by (high - low) and add "
-    "low. fagan upscale also projects sr onto the images whose antialiased bicubic downsampling is "
-    "lr (fagan.inference.consistency) and clips a magnitude image's output at 0."
+    "low. fagan upscale also negates a MONOCHROME1 DICOM before the scaling (and back after), "
+    "projects sr onto the images whose antialiased bicubic downsampling is lr "
+    "(fagan.inference.consistency) and clips a magnitude image's output at 0."
 )
 
 

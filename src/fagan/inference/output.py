@@ -68,9 +68,9 @@ def check_output_shape(path: str | os.PathLike, shape: tuple[int, ...], axis: in
 
 
 def png_bits(meta: dict) -> int:
-    """The bit depth of a PNG output: 8 for an input stored as 8-bit integers (its viewers expect
-    0..255 and would show 16-bit values that small as black), else 16."""
-    return 8 if meta.get("dtype") in ("uint8", "bool") else 16
+    """The bit depth of a PNG output: 8 for an input stored as unsigned 8-bit integers (its
+    viewers expect 0..255 and would show 16-bit values that small as black), else 16."""
+    return 8 if meta.get("dtype") == "uint8" else 16
 
 
 def check_png_range(path: str | os.PathLike, array: np.ndarray) -> None:

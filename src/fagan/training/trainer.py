@@ -353,10 +353,12 @@ class _Batches:
     """Endless (lr, hr) batches moved to the device (non-blocking from pinned memory on GPU)."""
 
     def __init__(self, loader: torch.utils.data.DataLoader, runtime: Runtime) -> None:
-        self.iterator: Iterator = iter(loader)
+        self.iterator: Iterator | None = iter(loader)
         self.runtime = runtime
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.iterator is None:
+            raise RuntimeError("the batches were closed")
         pair = next(self.iterator)
         fmt = torch.channels_last if self.runtime.cuda else torch.contiguous_format
         lr = pair.lr.to(self.runtime.device, non_blocking=True).contiguous(memory_format=fmt)
@@ -364,10 +366,11 @@ class _Batches:
         return lr, hr
 
     def close(self) -> None:
-        """Shut the loader's worker processes down now, by dropping the only reference to its
-        iterator. Left to the garbage collector they outlive the run until the interpreter exits:
-        frames of the run sit in reference cycles that only a full collection frees."""
-        self.__dict__.pop("iterator", None)
+        """Drop this reference to the loader's iterator, normally its last, which shuts the worker
+        processes down. Left to the garbage collector they outlived the run until the interpreter
+        exited: frames of the run sit in reference cycles that only a full collection frees. (A
+        traceback raised from inside the iterator still holds it until that traceback goes.)"""
+        self.iterator = None
 
 
 #: Files a run writes into its folder while starting, before it is a run that can be resumed.
@@ -540,7 +543,6 @@ def _train(
     workers = (
         config.data.num_workers if config.data.num_workers is not None else default_workers(runtime.cuda)
     )
-    batches = _Batches(training_loader(dataset, stream, batch, workers, pin_memory=runtime.cuda), runtime)
     loss_log = logs.JsonLines(run_dir / logs.LOSSES) if runtime.is_main else None
     val_log = logs.JsonLines(run_dir / logs.VALIDATION) if runtime.is_main else None
     debug = os.environ.get(DEBUG_HASH_ENV) == "1"
@@ -557,6 +559,9 @@ def _train(
         source,
     )
     bar = tqdm(total=s.steps, initial=step, unit="step", disable=not runtime.is_main, dynamic_ncols=True)
+    # Starts the loader's workers; nothing that can fail stands between this and the try that
+    # closes it.
+    batches = _Batches(training_loader(dataset, stream, batch, workers, pin_memory=runtime.cuda), runtime)
     started = time.perf_counter()
     progress.started = True
     try:
