@@ -13,20 +13,25 @@ TINY = dict(channels=8, lffb_blocks=1, path_channels=4, residual_blocks=1, head_
 
 @pytest.fixture
 def tiny_demo(monkeypatch, tmp_path):
-    """The real demo on the two smallest held-out volumes, with tiny untrained weights."""
+    """The real demo on the two smallest held-out volumes, with tiny untrained weights shipped
+    for x2 and x4, except a GAN variant at x2 (so that a scale without weights can be tried)."""
     paths = {
         (s, v): save_release(tmp_path / f"x{s}{v}.safetensors", build_generator("fagan", s, **TINY), "fagan")
         for s in (2, 4)
         for v in ("psnr", "gan")
     }
+    del paths[2, "gan"]
 
     def shipped(scale, variant="psnr"):
-        if scale == 2 and variant == "gan":
-            raise FaganError("no shipped gan weights for x2")
+        if (scale, variant) not in paths:
+            raise FaganError(f"no shipped {variant} weights for x{scale}")
         return paths[scale, variant]
 
     small = [v for v in sample_volumes("test") if v.name in ("pydicom_MR_small", "nibabel_anatomical")]
     monkeypatch.setattr("fagan.evaluation.demo.shipped_weights", shipped)
+    monkeypatch.setattr(
+        "fagan.models.release.shipped_scales", lambda variant="psnr": [s for s, v in paths if v == variant]
+    )
     monkeypatch.setattr("fagan.evaluation.demo.sample_volumes", lambda split: small)
     return tmp_path / "out"
 

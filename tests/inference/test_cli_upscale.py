@@ -319,12 +319,12 @@ def test_subprocess_error_has_no_traceback(tmp_path) -> None:
 
 def test_shipped_weights_are_the_default(tmp_path, capsys) -> None:
     """Without --weights the shipped FA-GAN weights for the scale are used: the PSNR-oriented ones
-    (trained without an adversarial term) unless --variant gan asks for the GAN-trained x4."""
+    (trained without an adversarial term) unless --variant gan asks for a GAN-trained one."""
     import json
 
     from fagan.models.release import read_metadata, shipped_weights
 
-    for scale, variant in ((2, "psnr"), (4, "psnr"), (8, "psnr"), (4, "gan")):
+    for scale, variant in ((2, "psnr"), (4, "psnr"), (8, "psnr"), (2, "gan"), (4, "gan")):
         meta = read_metadata(shipped_weights(scale, variant))
         assert meta["model"] == "fagan" and meta["scale"] == str(scale)
         loss = json.loads(meta["train_config"])["loss"]
