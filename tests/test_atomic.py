@@ -30,3 +30,33 @@ def test_leftovers_match_only_mkstemp_names_of_the_given_targets(tmp_path):
     found = atomic.leftovers(tmp_path, r"step_\d+\.pt(?:\.sha256)?")
     assert found == sorted(tmp_path / n for n in mine)
     assert atomic.leftovers(tmp_path / "absent", "x") == []
+
+
+def test_a_signal_right_after_the_temporary_file_is_made_still_cleans_it_up(tmp_path, monkeypatch):
+    """A SIGTERM/SIGHUP/Ctrl-C whose handler raises (as fagan's do) can land the moment the
+    temporary file exists, before the call that made it has returned its name."""
+    import signal
+
+    class Stopped(Exception):
+        pass
+
+    def stop(signum, frame):
+        raise Stopped
+
+    real_open = os.open
+
+    def open_then_signal(name, *args, **kwargs):
+        fd = real_open(name, *args, **kwargs)
+        if str(name).startswith(str(tmp_path)):
+            os.kill(os.getpid(), signal.SIGHUP)  # raises here, in the making of the file
+        return fd
+
+    previous = signal.signal(signal.SIGHUP, stop)
+    try:
+        monkeypatch.setattr(atomic.os, "open", open_then_signal)
+        with pytest.raises(Stopped), atomic.atomic_path(tmp_path / "out.nii.gz", suffix=".nii.gz") as tmp:
+            open(tmp, "wb").write(b"never")
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+        monkeypatch.undo()
+    assert os.listdir(tmp_path) == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,15 +15,25 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str]:
     """Yield a temporary file name in ``path``'s folder for the caller to write.
 
     When the block ends normally the file is flushed to disk, given the permissions a new file
-    would get (not mkstemp's 0600) and renamed onto ``path`` in one step; when it raises (or the
+    would get (not the 0600 it is made with) and renamed onto ``path`` in one step; when it raises (or the
     process is interrupted) the temporary file is removed and ``path`` is untouched. ``suffix``
     keeps writers that choose their format by extension (``.nii.gz``) working.
+
+    The name is chosen before the file is made, inside the block that removes it: a signal whose
+    handler raises (fagan's SIGTERM and SIGHUP handlers do, as Ctrl-C does) can land the moment
+    the file exists, and would leave it behind if only the call that made it knew its name.
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=folder)
-    os.close(fd)
+    tmp = ""
     try:
+        while True:
+            tmp = str(folder / f".{path.name}.{_token()}{suffix}")
+            try:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                break
+            except FileExistsError:
+                tmp = ""  # another writer's file: never remove it
         yield tmp
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
@@ -32,8 +42,18 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str]:
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        if tmp:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+def _token() -> str:
+    """8 random characters of ``[a-z0-9_]``, as in the names ``tempfile.mkstemp`` makes (and
+    temporary files of earlier fagan versions have)."""
+    return "".join(secrets.choice(_TOKEN_CHARACTERS) for _ in range(8))
+
+
+_TOKEN_CHARACTERS = "abcdefghijklmnopqrstuvwxyz0123456789_"
 
 
 def leftovers(folder: str | os.PathLike, name: str, suffix: str = ".tmp") -> list[Path]:
