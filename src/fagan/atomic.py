@@ -15,9 +15,10 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str]:
     """Yield a temporary file name in ``path``'s folder for the caller to write.
 
     When the block ends normally the file is flushed to disk, given the permissions a new file
-    would get (not the 0600 it is made with) and renamed onto ``path`` in one step; when it raises (or the
-    process is interrupted) the temporary file is removed and ``path`` is untouched. ``suffix``
-    keeps writers that choose their format by extension (``.nii.gz``) working.
+    would get (not the 0600 it is made with) and renamed onto ``path`` in one step; when it
+    raises (or the process is interrupted) the temporary file is removed and ``path`` is
+    untouched. ``suffix`` keeps writers that choose their format by extension (``.nii.gz``)
+    working.
 
     The name is chosen before the file is made, inside the block that removes it: a signal whose
     handler raises (fagan's SIGTERM and SIGHUP handlers do, as Ctrl-C does) can land the moment
@@ -47,13 +48,13 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str]:
                 os.unlink(tmp)
 
 
+_TOKEN_CHARACTERS = "abcdefghijklmnopqrstuvwxyz0123456789_"
+
+
 def _token() -> str:
     """8 random characters of ``[a-z0-9_]``, as in the names ``tempfile.mkstemp`` makes (and
     temporary files of earlier fagan versions have)."""
     return "".join(secrets.choice(_TOKEN_CHARACTERS) for _ in range(8))
-
-
-_TOKEN_CHARACTERS = "abcdefghijklmnopqrstuvwxyz0123456789_"
 
 
 def leftovers(folder: str | os.PathLike, name: str, suffix: str = ".tmp") -> list[Path]:
