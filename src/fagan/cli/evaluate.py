@@ -80,10 +80,7 @@ def run(args: argparse.Namespace) -> int:
         check_scale(s)
     if args.weights:
         files = [Path(w) for w in args.weights]
-        for f in files:
-            if not f.is_file():
-                raise FileNotFoundError(f"weights file not found: {f}")
-        scales_of = {f: int(read_metadata(f)["scale"]) for f in files}
+        scales_of = {f: int(read_metadata(f)["scale"]) for f in files}  # refuses a missing file
         wanted = set(args.scales) if args.scales else set(scales_of.values())
         missing = sorted(wanted - set(scales_of.values()))
         if missing:
