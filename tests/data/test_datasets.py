@@ -243,6 +243,35 @@ def test_noise_range_adds_rician_noise_to_the_target_and_the_input() -> None:
         SliceDataset([volume], 2, patch_size=16, noise_range=(0.1, 0.0))
 
 
+def test_gain_and_offset_ranges_map_the_noisy_patch_and_its_input_alike() -> None:
+    volume = Volume(np.random.default_rng(2).random((40, 40, 6), dtype=np.float32), np.eye(4), {})
+    kwargs = dict(patch_size=16, augment=True, seed=3, noise_range=(0.05, 0.05))
+    plain = SliceDataset([volume], 2, **kwargs)
+    mapped = SliceDataset([volume], 2, gain_range=(1.5, 1.5), offset_range=(-0.2, -0.2), **kwargs)
+    for index in range(3):
+        # after the noise (the same draws: the map draws last), nothing clipped, LR made from it
+        assert torch.allclose(mapped[index].hr, plain[index].hr * 1.5 - 0.2, atol=1e-6)
+        assert torch.equal(mapped[index].lr, degrade(mapped[index].hr[None], 2)[0])
+    assert mapped[0].hr.min() < 0 and mapped[0].hr.max() > 1
+    drawn = SliceDataset([volume], 2, gain_range=(0.5, 2.0), offset_range=(-0.3, 0.1), **kwargs)
+    gains = []
+    for index in range(len(drawn)):
+        ratio = drawn[index].hr - drawn[index].hr.mean() + 1e-12
+        gains.append(float(ratio.std() / (plain[index].hr - plain[index].hr.mean()).std()))
+        shift = float(drawn[index].hr.mean() - gains[-1] * plain[index].hr.mean())
+        assert -0.3 - 1e-4 <= shift <= 0.1 + 1e-4
+    assert min(gains) >= 0.5 - 1e-4 and max(gains) <= 2.0 + 1e-4
+    assert np.std(np.log(gains)) > 0.1, "a new gain per patch"
+    with pytest.raises(FaganError, match="gain_range needs patch_size"):
+        SliceDataset([volume], 2, gain_range=(0.8, 1.2))
+    with pytest.raises(FaganError, match="offset_range needs patch_size"):
+        SliceDataset([volume], 2, offset_range=(0.0, 0.1))
+    with pytest.raises(FaganError, match="gain_range must satisfy 0 < lo"):
+        SliceDataset([volume], 2, patch_size=16, gain_range=(0.0, 1.2))
+    with pytest.raises(FaganError, match="offset_range must satisfy lo <= hi"):
+        SliceDataset([volume], 2, patch_size=16, offset_range=(0.1, -0.1))
+
+
 def test_contrast_prob_remaps_intensities_through_one_curve_per_patch() -> None:
     # Air and four tissues in stripes, at the curve's knots: each stripe stays flat, air at 0.
     levels = np.linspace(0.0, 1.0, CONTRAST_KNOTS + 1, dtype=np.float32)

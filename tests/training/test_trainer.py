@@ -223,11 +223,18 @@ def test_training_patches_get_every_augmentation_the_config_names():
     settings = ("data.zoom_range=[0.5,0.5]", "data.noise_range=[0.1,0.1]", "data.axes=[2]")
     plain = training_dataset([volume], tiny_config(*settings).data, 4, seed=0)
     config = tiny_config(
-        *settings, "data.zoom_method=kspace", "data.contrast_prob=1.0", "data.contrast_knots=tissue"
+        *settings,
+        "data.zoom_method=kspace",
+        "data.contrast_prob=1.0",
+        "data.contrast_knots=tissue",
+        "data.gain_range=[0.9,1.1]",
+        "data.offset_range=[-0.1,0.0]",
     )
     dataset = training_dataset([volume], config.data, 4, seed=0)
     assert (dataset.zoom_method, dataset.contrast_prob, dataset.noise_range) == ("kspace", 1.0, (0.1, 0.1))
     assert dataset.contrast_knots == "tissue"
+    assert (dataset.gain_range, dataset.offset_range) == ((0.9, 1.1), (-0.1, 0.0))
+    assert (plain.gain_range, plain.offset_range) == (None, None)
     assert (plain.zoom_method, plain.contrast_prob, plain.contrast_knots) == ("bicubic", 0.0, "even")
     assert not torch.equal(dataset[0].hr, plain[0].hr)
 

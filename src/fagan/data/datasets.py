@@ -109,6 +109,15 @@ class SliceDataset(Dataset):
     between their new intensities, as in a scan of the new contrast; with evenly spaced knots a
     knot can fall between two tissues and give their boundary a band of a third intensity.
 
+    ``gain_range=(lo, hi)`` and ``offset_range=(lo, hi)`` (training only) map each HR patch, after
+    the noise, through ``x -> g x + b`` with ``g`` drawn log-uniformly from ``gain_range`` and
+    ``b`` uniformly from ``offset_range``, and nothing is clipped. At test time the network's
+    input is normalised by percentiles of the *LR* volume, not of the HR volume that training
+    normalises by: blurring lowers the bright percentile, and averaging away a noisy background
+    raises the dark one, so a real LR scan reaches the network brighter and with its background
+    below 0 (``docs/model-choices.md``, "Intensity jitter"). These ranges let training see such
+    inputs, so that the network's output depends less on where the normalisation lands.
+
     The LR input is always ``degrade(hr, scale, degradation)``.
     """
 
@@ -131,6 +140,8 @@ class SliceDataset(Dataset):
         noise_range: tuple[float, float] | None = None,
         contrast_prob: float = 0.0,
         contrast_knots: str = "even",
+        gain_range: tuple[float, float] | None = None,
+        offset_range: tuple[float, float] | None = None,
         min_side: int = 1,
     ) -> None:
         self.scale = check_scale(scale)
@@ -166,6 +177,8 @@ class SliceDataset(Dataset):
                 f"contrast_knots must be one of {', '.join(CONTRAST_KNOT_PLACEMENTS)}, got {contrast_knots!r}"
             )
         self.contrast_knots = contrast_knots
+        self.gain_range = _augmentation_range("gain_range", gain_range, patch_size, zero_allowed=False)
+        self.offset_range = _offset_range(offset_range, patch_size)
         self.patch_size = patch_size
         self.augment = augment
         self.seed = int(seed)
@@ -247,6 +260,10 @@ class SliceDataset(Dataset):
                 hr = _random_contrast(hr, self.knots[entry.volume], rng)
             if self.noise_range is not None:
                 hr = _rician(hr, float(rng.uniform(*self.noise_range)), rng)
+            if self.gain_range is not None:
+                hr = hr * float(np.exp(rng.uniform(*np.log(self.gain_range))))
+            if self.offset_range is not None:
+                hr = hr + float(rng.uniform(*self.offset_range))
         hr = hr.contiguous()[None]  # (1, H, W)
         lr = degrade(hr[None], self.scale, self.degradation)[0]
         return SlicePair(lr, hr, entry.volume, entry.index)
@@ -308,6 +325,17 @@ def _augmentation_range(
     if not (low_ok and value[0] <= value[1]):
         bound = "<=" if zero_allowed else "<"
         raise FaganError(f"{name} must satisfy 0 {bound} lo <= hi, got {tuple(value)}")
+    return float(value[0]), float(value[1])
+
+
+def _offset_range(value: tuple[float, float] | None, patch_size: int | None) -> tuple[float, float] | None:
+    """``value`` as floats, checked like :func:`_augmentation_range` but of any sign (lo <= hi)."""
+    if value is None:
+        return None
+    if patch_size is None:
+        raise FaganError("offset_range needs patch_size: it is a training augmentation")
+    if not (np.isfinite(value).all() and value[0] <= value[1]):
+        raise FaganError(f"offset_range must satisfy lo <= hi (finite), got {tuple(value)}")
     return float(value[0]), float(value[1])
 
 

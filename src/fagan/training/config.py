@@ -67,6 +67,8 @@ class DataConfig:
     noise_range: tuple[float, float] | None = None  # Rician noise level of HR patches, e.g. [0, 0.05]
     contrast_prob: float = 0.0  # fraction of HR patches sent through a random intensity curve
     contrast_knots: str = "even"  # or "tissue": the curve's knots at the volume's tissue intensities
+    gain_range: tuple[float, float] | None = None  # HR patch times a log-uniform gain, e.g. [0.8, 1.4]
+    offset_range: tuple[float, float] | None = None  # then plus a uniform offset, e.g. [-0.25, 0.05]
     balance: str = "slices"  # "slices": every slice equally often; "volumes": every volume
     num_workers: int | None = None  # None: 0 on CPU, min(8, CPUs) on CUDA
     val_slices: int = 32  # cap on full validation slices (evenly spaced over the volumes)

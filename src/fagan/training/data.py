@@ -61,6 +61,8 @@ def training_dataset(paths: list[Path], config: DataConfig, scale: int, seed: in
         noise_range=config.noise_range,
         contrast_prob=config.contrast_prob,
         contrast_knots=config.contrast_knots,
+        gain_range=config.gain_range,
+        offset_range=config.offset_range,
     )
 
 
