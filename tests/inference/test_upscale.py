@@ -4,6 +4,7 @@ import torch
 
 from fagan.data.degrade import degrade
 from fagan.data.io import Volume
+from fagan.data.normalize import IntensityScaling, fit_scaling
 from fagan.inference import upscale as upscale_module
 from fagan.inference import upscale_batch, upscale_volume
 from fagan.inference.upscale import default_tile
@@ -87,6 +88,24 @@ def test_intensities_come_back_in_input_units() -> None:
     raw = torch.from_numpy(np.moveaxis(array, 2, 0))[:, None]
     bicubic = torch.nn.functional.interpolate(raw, scale_factor=4, mode="bicubic", align_corners=False)
     np.testing.assert_allclose(out.array, np.moveaxis(bicubic[:, 0].numpy(), 0, 2), atol=0.05)
+
+
+def test_a_given_scaling_replaces_the_fitted_one_in_and_out() -> None:
+    rng = np.random.default_rng(3)
+    volume = Volume((rng.random((14, 12, 2)) * 900 + 100).astype(np.float32), np.eye(4), {})
+    generator = tiny_generator(2)
+    fitted = upscale_volume(volume, generator, consistency=False).array
+    same = upscale_volume(volume, generator, consistency=False, scaling=fit_scaling(volume.array)).array
+    np.testing.assert_array_equal(same, fitted)
+    # The network's input is (x - low) / (high - low): shifting the input by a constant and the
+    # scaling with it gives the same output, shifted back.
+    shifted = Volume(volume.array + 500.0, volume.affine, {})
+    moved = fit_scaling(volume.array)
+    moved = IntensityScaling(moved.low + 500.0, moved.high + 500.0)
+    out = upscale_volume(shifted, generator, consistency=False, scaling=moved).array
+    np.testing.assert_allclose(out - 500.0, fitted, atol=1e-3)
+    other = upscale_volume(volume, generator, consistency=False, scaling=IntensityScaling(0.0, 2000.0))
+    assert np.abs(other.array - fitted).max() > 1.0  # the network is not indifferent to it
 
 
 class _Bicubic(torch.nn.Module):

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from fagan.data.io import Volume
-from fagan.data.normalize import fit_scaling
+from fagan.data.normalize import IntensityScaling, fit_scaling
 from fagan.inference.consistency import project_onto_input
 from fagan.inference.geometry import in_plane_axes, resampled_affine
 
@@ -186,6 +186,7 @@ def upscale_volume(
     optimize: bool = True,
     self_ensemble: bool = False,
     consistency: bool = True,
+    scaling: IntensityScaling | None = None,
 ) -> Volume:
     """Super-resolve every slice of ``volume`` along ``axis`` in its own plane.
 
@@ -195,7 +196,11 @@ def upscale_volume(
     (see :func:`upscale_batch`). ``consistency`` then projects each output slice onto the
     images whose antialiased bicubic downsampling is exactly the input slice
     (:mod:`fagan.inference.consistency`); turn it off for weights trained with another
-    degradation.
+    degradation. ``scaling`` is the intensity normalisation of the network's input, in the
+    volume's stored values (for a MONOCHROME1 DICOM, of the negated values the network sees);
+    by default it is fitted to the volume (:func:`fagan.data.normalize.fit_scaling`). Passing
+    one normalises several volumes alike, or measures how the output depends on it
+    (``benchmarks/intensity_sensitivity.py``); the output is mapped back with it either way.
 
     Returns a float32 volume with the two in-plane axes ``s`` times longer, voxel size divided by
     ``s`` along them, the same orientation and field of view (see
@@ -217,7 +222,8 @@ def upscale_volume(
     in_plane_axes(axis)
     sign = -1.0 if volume.meta.get("photometric") == "MONOCHROME1" else 1.0
     array = volume.array if sign > 0 else -volume.array
-    scaling = fit_scaling(array)
+    if scaling is None:
+        scaling = fit_scaling(array)
     magnitude = float(volume.array.min()) >= 0.0  # in stored values, MONOCHROME1 or not
     slices = np.moveaxis(array, axis, 0)  # (n, h, w)
     n, h, w = slices.shape
