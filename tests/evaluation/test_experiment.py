@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import pytest
 import torch
 
+from fagan import FaganError
+from fagan.data.manifest import Manifest, ManifestEntry
 from fagan.evaluation.experiment import ALPHA_BETA, Run, Settings, plan, run_experiment, train_config
 from fagan.models.registry import ABLATIONS, BASELINES
 
@@ -173,3 +176,13 @@ def test_train_run_resumes_an_interrupted_run_and_reuses_a_finished_one(tmp_path
         "resuming",
         "reusing the finished run",
     ]
+    # The manifest made again with another split: the finished run trained on a subject that is
+    # now a test subject, so it must not be reused.
+    manifest = Manifest.load(Path(settings.data))
+    moved = [
+        ManifestEntry(e.path, e.subject, {"subject0": "test", "subject3": "train"}.get(e.subject, e.split))
+        for e in manifest.entries
+    ]
+    Manifest(moved).save(Path(settings.data), overwrite=True)
+    with pytest.raises(FaganError, match="trained on other data"):
+        train_run(run, settings, runs, device="cpu", log_fn=messages.append)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -65,6 +66,36 @@ def test_a_run_writes_everything_a_person_watches(tmp_path):
     assert json.loads(meta["train_config"]) == tiny_config().to_dict()
     with pytest.raises(FileExistsError, match="already holds a training run"):
         train(tiny_config(), run, device="cpu")
+
+
+def test_resume_refuses_a_manifest_whose_split_changed_since_the_run_started(tmp_path):
+    from fagan.data.manifest import Manifest, ManifestEntry
+
+    train_files, val_files = sample_volumes("train"), sample_volumes("val")
+    manifest = tmp_path / "m.json"
+
+    def write(test_subject: str | None) -> None:
+        entries = [ManifestEntry(str(v.path), v.name, "val") for v in val_files]
+        for v in train_files:
+            entries.append(ManifestEntry(str(v.path), v.name, "test" if v.name == test_subject else "train"))
+        Manifest(entries).save(manifest, overwrite=True)
+
+    write(None)
+    run = tmp_path / "run"
+    config = tiny_config(f"data.manifest={manifest}", "schedule.steps=2", "schedule.checkpoint_every=1")
+    train(config, run, device="cpu")
+    record = json.loads((run / "data.json").read_text())
+    assert [Path(p).name for p in record["train"]] == sorted(v.path.name for v in train_files)
+    assert record["source"] == str(manifest)
+    write(train_files[0].name)  # `fagan prepare` again, another seed: a training subject is now test
+    more = tiny_config(f"data.manifest={manifest}", "schedule.steps=3", "schedule.checkpoint_every=1")
+    gone = f"other data .*1 train volume.* gone, e.g. .*{train_files[0].path.name}"
+    with pytest.raises(FaganError, match=gone):
+        train(more, run, device="cpu", resume=True)
+    assert [p.name for p in checkpoint.list_checkpoints(run)][-1] == "step_00000002.pt"
+    write(None)
+    train(more, run, device="cpu", resume=True)
+    assert [p.name for p in checkpoint.list_checkpoints(run)][-1] == "step_00000003.pt"
 
 
 def test_resume_after_a_damaged_checkpoint_ends_with_identical_weights(tmp_path, caplog):

@@ -172,6 +172,7 @@ def train_run(
 ) -> Path:
     """Train ``run`` into ``runs_dir/<key>`` (or reuse / resume it) and return its release file."""
     from fagan.training.config import dump_config, load_config
+    from fagan.training.data import check_same_data, data_record, split_volumes
     from fagan.training.trainer import RELEASE, train
 
     config = train_config(run, settings)
@@ -183,6 +184,7 @@ def train_run(
                 f"{run_dir} was trained with another configuration; give a new --out or remove that run"
             )
         if (run_dir / RELEASE).is_file():
+            check_same_data(run_dir, data_record(*split_volumes(config.data.manifest)))
             log_fn(f"{run.key}: reusing the finished run")
             return run_dir / RELEASE
         log_fn(f"{run.key}: resuming")

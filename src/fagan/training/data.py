@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -14,7 +15,7 @@ from fagan import FaganError
 from fagan.data import SliceDataset, SlicePair, Volume
 from fagan.data.datasets import NoSlicesError
 from fagan.data.manifest import Manifest, scan_volumes
-from fagan.data.sample import sample_volumes
+from fagan.data.sample import FILES, sample_volumes
 from fagan.metrics.image import SSIM_WINDOW
 from fagan.training.config import DataConfig
 
@@ -43,6 +44,54 @@ def split_volumes(manifest: str | None) -> tuple[list[Path], list[Path], str]:
             f"{source} has no training volumes; make a manifest with `fagan prepare DIR --out M.json`"
         )
     return train, val, str(source)
+
+
+#: A run's record of the volumes it trains and validates on (written when it starts).
+DATA_RECORD = "data.json"
+
+
+def data_record(train: Sequence[Path], val: Sequence[Path], source: str) -> dict[str, object]:
+    """Which volumes a run uses: ``source`` and each split's paths, relative to the folder the
+    source names them from (the manifest's, the data folder, or the sample data's), so that a
+    project moved as a whole still matches its record."""
+    if source == SAMPLE_SOURCE:
+        base = FILES
+    else:
+        base = Path(source) if Path(source).is_dir() else Path(source).parent
+    base = base.resolve()
+
+    def names(paths: Sequence[Path]) -> list[str]:
+        return sorted(os.path.relpath(Path(p).resolve(), base) for p in paths)
+
+    return {"source": source, "train": names(train), "val": names(val)}
+
+
+def check_same_data(run_dir: Path, record: dict[str, object]) -> None:
+    """Refuse to go on with ``run_dir`` (resume it, or reuse its result) when the volumes that its
+    data source now gives differ from those it was trained on: re-running ``fagan prepare`` can
+    move a subject from training to test, and a run that went on would then be scored on a
+    subject it trained on. A run without a record (older than the record) is not checked."""
+    path = run_dir / DATA_RECORD
+    if not path.is_file():
+        return
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    changes = []
+    for split in ("train", "val"):
+        now, then = set(record[split]), set(saved.get(split, []))  # type: ignore[call-overload]
+        if now - then:
+            changes.append(f"{len(now - then)} {split} volume(s) added, e.g. {sorted(now - then)[0]}")
+        if then - now:
+            changes.append(f"{len(then - now)} {split} volume(s) gone, e.g. {sorted(then - now)[0]}")
+    if changes:
+        raise FaganError(
+            f"{run_dir} was trained on other data than {record['source']} gives now ({'; '.join(changes)}); "
+            "start a new run (model.init_weights can start it from this run's exported weights)"
+        )
+
+
+def save_data_record(run_dir: Path, record: dict[str, object]) -> None:
+    """Write ``record`` into ``run_dir`` (see :func:`check_same_data`)."""
+    (run_dir / DATA_RECORD).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 
 
 def training_dataset(paths: list[Path], config: DataConfig, scale: int, seed: int) -> SliceDataset:

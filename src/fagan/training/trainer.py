@@ -53,7 +53,10 @@ from fagan.training import checkpoint, logs
 from fagan.training.config import TrainConfig, load_config, save_config
 from fagan.training.data import (
     SampleStream,
+    check_same_data,
+    data_record,
     default_workers,
+    save_data_record,
     split_volumes,
     training_dataset,
     training_loader,
@@ -512,6 +515,9 @@ def _train(
         config.seed + runtime.rank
     )  # the networks are built alike; from here on each rank differs
     train_paths, val_paths, source = split_volumes(config.data.manifest)
+    record = data_record(train_paths, val_paths, source)
+    if resume:
+        check_same_data(run_dir, record)
     dataset = training_dataset(train_paths, config.data, config.model.scale, config.seed + runtime.rank)
     val_set = validation_dataset(val_paths, config.data, config.model.scale) if runtime.is_main else None
     if runtime.is_main and val_set is None:
@@ -534,6 +540,7 @@ def _train(
             logs.truncate_after(run_dir / logs.VALIDATION, step)
     if runtime.is_main:
         save_config(config, run_dir / "config.yaml")
+        save_data_record(run_dir, record)
 
     batch = config.data.batch_size
     groups = [e.volume for e in dataset.entries] if config.data.balance == "volumes" else None
