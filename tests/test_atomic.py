@@ -60,3 +60,22 @@ def test_a_signal_right_after_the_temporary_file_is_made_still_cleans_it_up(tmp_
         signal.signal(signal.SIGHUP, previous)
         monkeypatch.undo()
     assert os.listdir(tmp_path) == []
+
+
+def test_atomic_folder_replaces_a_folder_whole_or_not_at_all(tmp_path) -> None:
+    target = tmp_path / "a" / "b" / "out"
+    with pytest.raises(RuntimeError), atomic.atomic_folder(target) as folder:
+        (folder / "half.csv").write_text("1")
+        raise RuntimeError("killed")
+    assert not (tmp_path / "a").exists(), "the parents it made are gone too"
+    with atomic.atomic_folder(target) as folder:
+        (folder / "old.csv").write_text("old")
+    assert [p.name for p in target.iterdir()] == ["old.csv"]
+    with pytest.raises(RuntimeError), atomic.atomic_folder(target) as folder:
+        (folder / "new.csv").write_text("new")
+        raise RuntimeError("killed")
+    assert [p.name for p in target.iterdir()] == ["old.csv"]
+    with atomic.atomic_folder(target) as folder:
+        (folder / "new.csv").write_text("new")
+    assert [p.name for p in target.iterdir()] == ["new.csv"]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["out"], "no temporary or old folder left"

@@ -6,6 +6,7 @@ import contextlib
 import os
 import re
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,6 +47,50 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str]:
         if tmp:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a new, empty folder beside ``path`` for the caller to fill.
+
+    When the block ends normally the folder is renamed onto ``path``; a folder already there is
+    moved aside first and removed once the new one is in place (the caller decides whether it may
+    be replaced). When the block raises (or the process is interrupted) the new folder is removed,
+    as are the missing parent folders this call made, and ``path`` is untouched: a command that
+    writes several files never leaves a mix of new and old ones, or half of its output.
+    """
+    path = Path(path)
+    made = [p for p in reversed(path.absolute().parents) if not p.exists()]
+    tmp: Path | None = None
+    old: Path | None = None
+    done = False
+    try:
+        for parent in made:
+            parent.mkdir()
+        while tmp is None:
+            tmp = path.parent / f".{path.name}.{_token()}.tmp"
+            try:
+                tmp.mkdir()
+            except FileExistsError:
+                tmp = None  # another writer's folder: never remove it
+        yield tmp
+        if path.exists():
+            old = path.parent / f".{path.name}.{_token()}.old"
+            os.replace(path, old)
+        os.replace(tmp, path)
+        done = True
+    finally:
+        if not done and tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            if done:
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(old, path)
+        if not done:
+            for parent in reversed(made):
+                with contextlib.suppress(OSError):
+                    parent.rmdir()
 
 
 _TOKEN_CHARACTERS = "abcdefghijklmnopqrstuvwxyz0123456789_"

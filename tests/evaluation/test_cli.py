@@ -139,7 +139,7 @@ def test_evaluate_names_two_runs_releases_by_their_folders(setup, capsys) -> Non
     with open(out / "per_volume.csv") as f:
         methods = {r["method"] for r in csv.DictReader(f)}
     assert methods == {"bicubic", "a/release", "b/release"}
-    assert main([*argv[:3], str(releases[0]), *argv[3:]]) == 2
+    assert main([*argv[:3], str(releases[0]), *argv[3:-1], str(folder / "two_b")]) == 2
     assert "names" in capsys.readouterr().err
 
 
@@ -182,3 +182,37 @@ def test_evaluate_keeps_its_scores_when_a_figure_cannot_be_written(setup, capsys
     assert main([*argv, "--device", "cpu"]) == 0
     assert "figure not written (disk full)" in capsys.readouterr().out
     assert (out / "per_volume.csv").is_file() and (out / "tables.md").is_file()
+
+
+def test_evaluate_leaves_nothing_when_a_test_volume_fails_halfway(setup, capsys, tmp_path) -> None:
+    _, weights, _ = setup
+    manifest = phantom_manifest(tmp_path / "data")
+    bad = phantom((40, 40, 3), 4)
+    bad[:2] = np.nan  # the last test subject: read after the first one was scored
+    write_nifti(tmp_path / "data" / "subject4.nii.gz", bad, np.eye(4), overwrite=True)
+    out = tmp_path / "results" / "ev"
+    argv = ["evaluate", "--weights", str(weights[4]), "--data", str(manifest), "--out", str(out)]
+    assert main([*argv, "--figures", "--device", "cpu"]) == 2
+    captured = capsys.readouterr()
+    assert "x4 subject3: fagan PSNR" in captured.out  # the first volume was scored
+    assert captured.err.count("\n") == 1 and "NaN" in captured.err
+    assert not (tmp_path / "results").exists()  # no output, no temporary folder, no parent it made
+
+
+def test_evaluate_replaces_an_earlier_evaluation_only_when_asked(setup, capsys) -> None:
+    manifest, weights, folder = setup
+    out = folder / "again"
+    argv = ["evaluate", "--data", str(manifest), "--out", str(out), "--device", "cpu"]
+    assert main([*argv, "--weights", str(weights[2]), str(weights[4]), "--figures"]) == 0
+    assert (out / "figures" / "subject3_x4.png").is_file()
+    assert main([*argv, "--weights", str(weights[2])]) == 2
+    assert "is not empty; pass --overwrite" in capsys.readouterr().err
+    assert main([*argv, "--weights", str(weights[2]), "--overwrite"]) == 0
+    with open(out / "per_volume.csv") as f:
+        assert {r["scale"] for r in csv.DictReader(f)} == {"2"}
+    assert not (out / "figures").exists(), "no figure of the earlier evaluation is left"
+    (out / "notes.txt").write_text("mine")
+    assert main([*argv, "--weights", str(weights[2]), "--overwrite"]) == 2
+    assert "holds files fagan evaluate does not write (notes.txt)" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "mine" and (out / "per_volume.csv").is_file()
+    assert [p.name for p in folder.iterdir() if p.name.startswith(".again")] == []

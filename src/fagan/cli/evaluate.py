@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--axis", type=int, default=2, choices=(0, 1, 2), help="slice axis (default 2)")
     p.add_argument("--out", default="evaluate-out", help="output folder (default: evaluate-out)")
+    p.add_argument("--overwrite", action="store_true", help="replace the evaluation an existing --out holds")
     fid = p.add_mutually_exclusive_group()
     fid.add_argument("--fid", action="store_true", help="also compute FID (needs the FID network)")
     fid.add_argument("--fid-weights", metavar="PATH", help="TorchScript FID Inception file (implies --fid)")
@@ -57,6 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from fagan.atomic import atomic_folder
     from fagan.evaluation.evaluate import (
         Method,
         evaluate,
@@ -73,8 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from fagan.scales import check_scale
 
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a folder")
+    check_out(out, args.overwrite)
     device = pick_device(args.device)
     for s in args.scales or ():
         check_scale(s)
@@ -108,26 +109,47 @@ def run(args: argparse.Namespace) -> int:
         f"networks' outputs: consistency projection {on_off[not args.no_consistency]}, "
         f"self-ensemble {on_off[args.self_ensemble]}"
     )
-    ev = evaluate(
-        volumes,
-        result_methods,
-        axis=args.axis,
-        device=device,
-        fid_network=fid_network,
-        figures_dir=out / "figures" if args.figures else None,
-        figure_volumes=[v.name for v in volumes] if args.figures else (),
-        progress=print,
-        self_ensemble=args.self_ensemble,
-        consistency=not args.no_consistency,
-    )
-    main = psnr_ssim_tables(ev)
-    tables = main + psnr_ssim_tables(ev, foreground=True) + ([fid_table(ev, "fid")] if ev.fid else [])
-    out.mkdir(parents=True, exist_ok=True)
-    write_rows(ev.rows, out / "per_volume.csv")
-    write_tables(tables, out)
+    with atomic_folder(out) as folder:  # a failure leaves no half of an evaluation, nor a mix
+        ev = evaluate(
+            volumes,
+            result_methods,
+            axis=args.axis,
+            device=device,
+            fid_network=fid_network,
+            figures_dir=folder / "figures" if args.figures else None,
+            figure_volumes=[v.name for v in volumes] if args.figures else (),
+            progress=print,
+            self_ensemble=args.self_ensemble,
+            consistency=not args.no_consistency,
+        )
+        main = psnr_ssim_tables(ev)
+        tables = main + psnr_ssim_tables(ev, foreground=True)
+        tables += [fid_table(ev, "fid")] if ev.fid else []
+        write_rows(ev.rows, folder / "per_volume.csv")
+        write_tables(tables, folder)
     print()
     print(main[-1].markdown())
     if ev.fid:
         print(tables[-1].markdown())
     print(f"wrote per_volume.csv, tables.md and {len(tables)} table CSVs to {out}/")
     return 0
+
+
+#: What ``fagan evaluate`` writes into ``--out``: the files it may replace with ``--overwrite``.
+WRITES = ("per_volume.csv", "tables.md", "table*_*.csv", "foreground_*.csv", "fid.csv", "figures")
+
+
+def check_out(out, overwrite: bool) -> None:
+    """Refuse an ``--out`` that is a file, or a folder with files in it unless ``overwrite``, and
+    even then one holding anything that is not an earlier evaluation's (it is replaced whole)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder")
+    entries = sorted(out.iterdir()) if out.is_dir() else []
+    if entries and not overwrite:
+        raise FileExistsError(f"--out {out} is not empty; pass --overwrite to replace its evaluation")
+    foreign = [e.name for e in entries if not any(e.match(pattern) for pattern in WRITES)]
+    if foreign:
+        raise FileExistsError(
+            f"--out {out} holds files fagan evaluate does not write ({', '.join(foreign[:3])}); "
+            "choose another folder"
+        )
