@@ -51,6 +51,25 @@ def test_nifti_round_trip_geometry_and_dtype(tmp_path, weights_dir, capsys) -> N
     assert sr.min() >= 0.0  # a magnitude image (no negative values) gets no negative output
 
 
+def test_thick_voxels_in_the_upscaled_planes_get_a_warning(tmp_path, weights_dir, capsys) -> None:
+    _nifti(tmp_path / "cor.nii.gz", shape=(12, 4, 10), affine=np.diag([1.0, 3.0, 1.0, 1.0]))
+    argv = [
+        "upscale",
+        str(tmp_path / "cor.nii.gz"),
+        "--scale",
+        "2",
+        "--weights",
+        str(weights_dir / "x2.safetensors"),
+    ]
+    assert main([*argv, "-o", str(tmp_path / "a.nii.gz")]) == 0
+    err = capsys.readouterr().err
+    assert (
+        err.count("\n") == 1 and "warning" in err and "3 mm voxels along axis 1" in err and "--axis 1" in err
+    )
+    assert main([*argv, "-o", str(tmp_path / "b.nii.gz"), "--axis", "1"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
 def _upscale_header(tmp_path, weights_dir, affine, sform, qform):
     """Upscale x2 a NIfTI with ``affine`` in its sform/qform under these codes; the output header."""
     img = nib.Nifti1Image(np.random.default_rng(0).random((12, 10, 4)).astype(np.float32), affine)

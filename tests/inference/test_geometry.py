@@ -2,7 +2,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from fagan.inference.geometry import resampled_affine
+from fagan.inference.geometry import coarse_in_plane_axis, resampled_affine
 
 
 def _centre(affine: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -41,3 +41,14 @@ def test_down_then_up_is_the_identity() -> None:
     affine = np.diag([1.0, 1.0, 2.0, 1.0])
     affine[:3, 3] = [3, 4, 5]
     np.testing.assert_allclose(resampled_affine(resampled_affine(affine, 1 / 4, 2), 4, 2), affine)
+
+
+def test_coarse_in_plane_axis_finds_thick_voxels_in_the_planes_to_upscale() -> None:
+    rotation = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # voxel axes turned in space
+    affine = np.eye(4)
+    affine[:3, :3] = rotation @ np.diag([1.0, 3.0, 1.0])
+    assert coarse_in_plane_axis(affine, (64, 20, 64), axis=2) == 1
+    assert coarse_in_plane_axis(affine, (64, 20, 64), axis=1) is None  # the thick axis is the slice axis
+    assert coarse_in_plane_axis(np.diag([1.0, 1.0, 4.0, 1.0]), (64, 64, 20), axis=2) is None
+    assert coarse_in_plane_axis(np.diag([1.0, 1.2, 1.0, 1.0]), (64, 64, 20), axis=2) is None  # near isotropic
+    assert coarse_in_plane_axis(np.diag([1.0, 3.0, 1.0, 1.0]), (64, 64, 1), axis=2) is None  # a 2D image

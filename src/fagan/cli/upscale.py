@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         volume = read_volume(source, frame=args.frame)
         _check_axis(source, volume.array.shape, args.axis)
+        _warn_coarse_plane(source, volume, args.axis)
         check_png_range(output, volume.array)
         if shape is None:  # headers unreadable on their own: check now, the input already held
             check_output_shape(output, volume.array.shape, args.axis)
@@ -133,3 +134,23 @@ def _check_axis(source: object, shape: tuple[int, ...], axis: int) -> None:
     """Refuse a 2D image (one slice along axis 2) asked to be upscaled along another axis."""
     if axis != 2 and shape[2] == 1:
         raise ValueError(f"{source} is a 2D image; upscale it along --axis 2")
+
+
+def _warn_coarse_plane(source: object, volume, axis: int) -> None:
+    """Warn (on stderr, one line) when the planes to be upscaled hold the volume's thick voxels."""
+    import sys
+
+    import numpy as np
+
+    from fagan.inference.geometry import coarse_in_plane_axis
+
+    coarse = coarse_in_plane_axis(volume.affine, volume.array.shape, axis)
+    if coarse is None:
+        return
+    sizes = np.linalg.norm(volume.affine[:3, :3], axis=0)
+    print(
+        f"fagan: warning: {source} has {sizes[coarse]:.3g} mm voxels along axis {coarse}, in the planes "
+        f"being upscaled, against {sizes[axis]:.3g} mm along --axis {axis}; if the acquired planes are "
+        f"the thin ones, pass --axis {coarse}",
+        file=sys.stderr,
+    )

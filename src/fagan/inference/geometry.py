@@ -30,3 +30,19 @@ def resampled_affine(affine: np.ndarray, factor: float, axis: int) -> np.ndarray
         index_map[i, i] = 1.0 / factor
         index_map[i, 3] = 0.5 / factor - 0.5
     return np.asarray(affine, dtype=np.float64) @ index_map
+
+
+def coarse_in_plane_axis(
+    affine: np.ndarray, shape: tuple[int, ...], axis: int, ratio: float = 1.5
+) -> int | None:
+    """The in-plane axis (for slices cut along ``axis``) whose voxels are more than ``ratio``
+    times as long as those along ``axis``, the longest such, or None.
+
+    A scan is acquired as thin planes with thick voxels across them; such an axis in the plane
+    means the planes being upscaled are not the acquired ones. A 2D image (``shape[2] == 1``) has
+    none."""
+    if len(shape) < 3 or shape[2] == 1:
+        return None
+    sizes = np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
+    coarse = max(in_plane_axes(axis), key=lambda i: sizes[i])
+    return coarse if sizes[coarse] > ratio * sizes[axis] else None
