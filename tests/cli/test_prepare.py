@@ -73,3 +73,24 @@ def test_prepare_reports_missing_or_empty_folders(tmp_path, capsys):
     assert main(["prepare", str(tmp_path / "empty"), "--out", str(tmp_path / "m.json")]) == 2
     assert "no volumes found" in capsys.readouterr().err
     assert not (tmp_path / "m.json").exists()
+
+
+def test_prepare_names_the_anatomy_of_every_volume(data_dir, tmp_path, capsys):
+    out = tmp_path / "knee.json"
+    assert main(["prepare", str(data_dir), "--out", str(out), "--anatomy", "knee"]) == 0
+    assert "note:" not in capsys.readouterr().out  # one folder per subject: nothing to say
+    assert {e["anatomy"] for e in json.loads(out.read_text())["entries"]} == {"knee"}
+    assert set(Manifest.load(out).anatomies("test")) == {"knee"}
+    assert main(["prepare", str(data_dir), "--out", str(tmp_path / "x.json"), "--anatomy", " "]) == 2
+    assert "--anatomy needs a name" in capsys.readouterr().err
+
+
+def test_prepare_notes_that_loose_files_are_subjects_of_their_own(tmp_path, capsys):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for name in ("patient1_T1", "patient1_T2", "patient2_T1"):
+        write_nifti(flat / f"{name}.nii.gz", np.arange(8.0).reshape(2, 2, 2), np.eye(4))
+    assert main(["prepare", str(flat), "--out", str(tmp_path / "m.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "3 volumes from 3 subjects" in printed
+    assert "note: 3 volumes lie directly in" in printed and "a folder of their own" in printed

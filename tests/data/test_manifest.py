@@ -151,6 +151,25 @@ def test_save_and_load_round_trip_with_relative_paths(tree, tmp_path):
     assert loaded.seed == 1 and loaded.ratios == (0.8, 0.1, 0.1)
 
 
+def test_an_entry_may_name_its_anatomy(tree, tmp_path):
+    manifest = make_manifest(tree, seed=1, anatomy="knee")
+    entries = [
+        ManifestEntry(e.path, e.subject, e.split, None if i == 0 else e.anatomy)
+        for i, e in enumerate(manifest.entries)
+    ]
+    path = tmp_path / "m.json"
+    Manifest(entries).save(path)
+    document = json.loads(path.read_text())
+    assert "anatomy" not in document["entries"][0] and document["entries"][1]["anatomy"] == "knee"
+    loaded = Manifest.load(path)
+    assert [e.anatomy for e in loaded.entries] == [None] + ["knee"] * (len(entries) - 1)
+    assert len(loaded.anatomies("train")) == len(loaded.paths("train"))
+    document["entries"][1]["anatomy"] = 3
+    path.write_text(json.dumps(document))
+    with pytest.raises(FaganError, match="entry 1 has anatomy 3"):
+        Manifest.load(path)
+
+
 def test_save_refuses_to_overwrite(tree, tmp_path):
     manifest = make_manifest(tree)
     manifest.save(tmp_path / "m.json")

@@ -216,3 +216,25 @@ def test_evaluate_replaces_an_earlier_evaluation_only_when_asked(setup, capsys) 
     assert "holds files fagan evaluate does not write (notes.txt)" in capsys.readouterr().err
     assert (out / "notes.txt").read_text() == "mine" and (out / "per_volume.csv").is_file()
     assert [p.name for p in folder.iterdir() if p.name.startswith(".again")] == []
+
+
+def test_evaluate_makes_a_table_per_anatomy_the_manifest_names(setup, tmp_path) -> None:
+    from fagan.data.manifest import Manifest, ManifestEntry
+
+    _, weights, _ = setup
+    manifest = phantom_manifest(tmp_path / "data")
+    loaded = Manifest.load(manifest)
+    named = {"subject3": "knee", "subject4": "brain"}
+    Manifest([ManifestEntry(e.path, e.subject, e.split, named.get(e.subject)) for e in loaded.entries]).save(
+        manifest, overwrite=True
+    )
+    out = tmp_path / "ev"
+    argv = ["evaluate", "--weights", str(weights[4]), "--data", str(manifest), "--out", str(out)]
+    assert main([*argv, "--device", "cpu"]) == 0
+    with open(out / "per_volume.csv") as f:
+        assert {(r["volume"], r["anatomy"]) for r in csv.DictReader(f)} == {
+            ("subject3", "knee"),
+            ("subject4", "brain"),
+        }
+    tables = (out / "tables.md").read_text()
+    assert "knee (1 volume" in tables and "brain (1 volume" in tables

@@ -26,6 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="share of subjects per split, normalised to sum to 1 (default: 0.8 0.1 0.1)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the subject shuffle (default: 0)")
+    parser.add_argument(
+        "--anatomy",
+        metavar="NAME",
+        help="anatomy of every volume (e.g. knee): fagan evaluate makes one table per anatomy",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing manifest")
     parser.set_defaults(func=run)
 
@@ -44,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
-    manifest = make_manifest(root, check_ratios(args.ratios), args.seed)
+    if args.anatomy is not None and not args.anatomy.strip():
+        raise FaganError("--anatomy needs a name, such as knee")
+    manifest = make_manifest(root, check_ratios(args.ratios), args.seed, args.anatomy)
     manifest.save(out, overwrite=args.overwrite)
     counts = manifest.counts()
     parts = []
@@ -53,4 +60,11 @@ def run(args: argparse.Namespace) -> int:
         parts.append(f"{split} {counts[split]} ({n} subject{'' if n == 1 else 's'})")
     n_subjects = len({e.subject for e in manifest.entries})
     print(f"wrote {out}: {len(manifest.entries)} volumes from {n_subjects} subjects; " + ", ".join(parts))
+    loose = [e for e in manifest.entries if Path(e.path).resolve().parent == root.resolve()]
+    if len(loose) > 1:
+        print(
+            f"note: {len(loose)} volumes lie directly in {root}, so each is a subject of its own; "
+            "if one person has several, put each person's volumes in a folder of their own (or a "
+            "BIDS sub-* folder) and prepare again, so that no person spans two splits"
+        )
     return 0

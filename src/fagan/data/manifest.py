@@ -5,6 +5,9 @@ A manifest is a JSON file::
     {"format": "fagan-manifest", "version": 1, "seed": 0, "ratios": [0.8, 0.1, 0.1],
      "entries": [{"path": "sub-01/anat/t1.nii.gz", "subject": "sub-01", "split": "train"}, ...]}
 
+An entry may also name its ``"anatomy"`` (``fagan prepare --anatomy knee`` sets it for every
+entry); ``fagan evaluate`` then makes one table per anatomy, as the paper's tables are.
+
 Paths are stored relative to the manifest's folder when possible (so a data folder can move
 together with its manifest) and are absolute in memory after :meth:`Manifest.load`.
 
@@ -42,11 +45,13 @@ VERSION = 1
 
 @dataclass(frozen=True)
 class ManifestEntry:
-    """One volume: its path (a file, or a folder holding one DICOM series), subject and split."""
+    """One volume: its path (a file, or a folder holding one DICOM series), subject and split,
+    and optionally its anatomy (for tables per anatomy)."""
 
     path: str
     subject: str
     split: str
+    anatomy: str | None = None
 
 
 @dataclass
@@ -86,6 +91,11 @@ class Manifest:
         _check_split(split)
         return [Path(e.path) for e in self.entries if e.split == split]
 
+    def anatomies(self, split: str) -> list[str | None]:
+        """The anatomy of each volume of ``split`` (None where unnamed), in :meth:`paths` order."""
+        _check_split(split)
+        return [e.anatomy for e in self.entries if e.split == split]
+
     def subjects(self, split: str) -> list[str]:
         """The distinct subjects of ``split``, in manifest order."""
         _check_split(split)
@@ -110,6 +120,7 @@ class Manifest:
             **self.extra,
             "entries": [
                 {"path": _relative(e.path, folder), "subject": e.subject, "split": e.split}
+                | ({"anatomy": e.anatomy} if e.anatomy is not None else {})
                 for e in self.entries
             ],
         }
@@ -152,8 +163,11 @@ class Manifest:
                     f"{path}: entry {i} lacks {', '.join(missing)}; "
                     "recreate the manifest with `fagan prepare`"
                 )
+            anatomy = item.get("anatomy")
+            if anatomy is not None and (not isinstance(anatomy, str) or not anatomy.strip()):
+                raise FaganError(f'{path}: entry {i} has anatomy {anatomy!r}; give a name such as "knee"')
             entries.append(
-                ManifestEntry(str(folder / item["path"]), str(item["subject"]), str(item["split"]))
+                ManifestEntry(str(folder / item["path"]), str(item["subject"]), str(item["split"]), anatomy)
             )
         ratios = document.get("ratios")
         extra = {
@@ -273,9 +287,13 @@ def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
 
 
 def make_manifest(
-    root: str | os.PathLike, ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
+    root: str | os.PathLike,
+    ratios: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    anatomy: str | None = None,
 ) -> Manifest:
-    """Scan ``root`` and assign whole subjects to train / val / test.
+    """Scan ``root`` and assign whole subjects to train / val / test (every entry of ``anatomy``,
+    if given).
 
     ``ratios`` are relative weights (normalised to sum to 1) for the share of *subjects* per
     split; every split with a positive ratio gets at least one subject when there are enough.
@@ -297,7 +315,7 @@ def make_manifest(
         for i in order[start : start + count]:
             split_of[subjects[i]] = name
         start += count
-    entries = [ManifestEntry(str(v.resolve()), subject[v], split_of[subject[v]]) for v in volumes]
+    entries = [ManifestEntry(str(v.resolve()), subject[v], split_of[subject[v]], anatomy) for v in volumes]
     return Manifest(entries, seed=int(seed), ratios=ratios)
 
 
