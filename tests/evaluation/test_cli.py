@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from types import SimpleNamespace
 
 import nibabel as nib
 import numpy as np
@@ -118,6 +119,18 @@ def test_experiment_checks_its_arguments_before_training(setup, capsys, monkeypa
     assert main(["experiment", "--out", str(out), "--data", str(manifest)]) == 2
     assert "fagan[fid]" in capsys.readouterr().err
     assert not (out / "runs").exists()
+    assert main(["experiment", "--out", str(out), "--scales", "2", "4", "--patch-size", "30"]) == 2
+    assert "--patch-size 30 is not a positive multiple of scale 4" in capsys.readouterr().err
+    seen = []
+
+    def fake(out, settings, **kwargs):
+        seen.append(settings)
+        return SimpleNamespace(tables=[], figures=[], report=f"{out}/report.html")
+
+    monkeypatch.setattr("fagan.evaluation.experiment.run_experiment", fake)
+    argv = ["experiment", "--out", str(out), "--scales", "8", "--ablation-scale", "8", "--patch-size", "48"]
+    assert main(argv) == 0
+    assert seen[0].patch_sizes == {2: 48, 4: 48, 8: 48}
 
 
 def test_experiment_refuses_data_without_a_subject_split(setup, capsys) -> None:

@@ -31,6 +31,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=150, help="training steps per run (default 150)")
     p.add_argument("--batch-size", type=int, default=4, help="patches per step (default 4)")
     p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate of every run (default 1e-4)")
+    p.add_argument(
+        "--patch-size",
+        type=int,
+        metavar="PX",
+        help="HR training patch side at every scale, a multiple of each scale (default: 64 at x2 and x4, "
+        "96 at x8); lower it for small slices",
+    )
     p.add_argument("--scales", type=int, nargs="+", default=[2, 4, 8], metavar="S", help="default: 2 4 8")
     p.add_argument("--ablation-scale", type=int, default=4, help="scale of Tables 6-8 (default 4)")
     p.add_argument(
@@ -72,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.steps < 1 or args.batch_size < 1 or not args.lr > 0:
         raise ValueError("--steps and --batch-size must be at least 1 and --lr positive")
+    if args.patch_size is not None:
+        bad = [s for s in [*args.scales, args.ablation_scale] if args.patch_size < s or args.patch_size % s]
+        if bad:
+            raise ValueError(f"--patch-size {args.patch_size} is not a positive multiple of scale {bad[0]}")
     if args.recipe == "psnr" and args.vgg_weights:
         raise ValueError("--vgg-weights is for --recipe gan; the psnr recipe has no perceptual term")
     settings = Settings(
@@ -83,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         vgg_weights=args.vgg_weights,
         model_options=_options(args.model_options),
+        **({"patch_sizes": dict.fromkeys((2, 4, 8), args.patch_size)} if args.patch_size else {}),
     )
     command = "fagan " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     restore_logging = setup_logging()
