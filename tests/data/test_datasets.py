@@ -11,7 +11,14 @@ from torch.utils.data import DataLoader
 
 from fagan import FaganError
 from fagan.data import datasets
-from fagan.data.datasets import CONTRAST_KNOTS, SliceDataset, SlicePair, even_knots, tissue_knots
+from fagan.data.datasets import (
+    CONTRAST_KNOTS,
+    NoSlicesError,
+    SliceDataset,
+    SlicePair,
+    even_knots,
+    tissue_knots,
+)
 from fagan.data.degrade import degrade
 from fagan.data.io import Volume, write_nifti
 
@@ -51,6 +58,13 @@ def test_scaling_is_kept_to_map_back_to_input_units():
     pair = dataset[0]
     restored = dataset.scalings[0].invert(pair.hr[0])
     np.testing.assert_allclose(restored.numpy(), volume.array[:20, :26, 1], rtol=1e-5, atol=1e-3)
+
+
+def test_slices_smaller_than_the_patch_are_refused_with_both_sizes():
+    volume = Volume(np.random.default_rng(0).random((64, 48, 20), dtype=np.float32), np.eye(4), {})
+    with pytest.raises(NoSlicesError, match="sides of 96 pixels; the largest is 64x48"):
+        SliceDataset([volume], 8, patch_size=96)
+    assert len(SliceDataset([volume], 8, patch_size=48)) == 20
 
 
 def test_patches_are_deterministic_per_seed_epoch_and_index():

@@ -45,6 +45,24 @@ def test_wrong_scale_is_refused(tmp_path) -> None:
         load_release(path, scale=2)
 
 
+def test_a_run_folder_or_checkpoint_given_as_weights_is_pointed_to_the_release(tmp_path) -> None:
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    with pytest.raises(
+        FaganError, match="is a folder, not a weights file; make weights .*fagan train --export"
+    ):
+        load_release(run)
+    save_release(run / "release.safetensors", build_generator("srgan", 4, **TINY), "srgan")
+    with pytest.raises(
+        FaganError, match=r"is a folder, not a weights file; a finished run's weights are .*release"
+    ):
+        load_release(run)
+    step = run / "checkpoints" / "step_00000005.pt"
+    torch.save({"step": 5}, step)
+    with pytest.raises(FaganError, match=r"not a readable safetensors weights file \(.*\); make weights"):
+        load_release(step)
+
+
 def test_missing_and_pickled_files_are_refused_without_unpickling(tmp_path) -> None:
     with pytest.raises(FaganError, match="not found: .*nope.safetensors$"):
         load_release(tmp_path / "nope.safetensors")

@@ -206,9 +206,17 @@ class SliceDataset(Dataset):
             self.knots.append(tissue_knots(data) if tissue else even_knots())
             self.entries.extend(self._keep(v, data, max_slices_per_volume))
         if not self.entries:
+            planes = [
+                tuple(n for a, n in enumerate(data.shape) if a != axis)
+                for data in self.volumes
+                for axis in self.axes
+            ]
+            largest = max(planes, key=min)
+            need = max(patch_size or scale, min_side)
             raise NoSlicesError(
                 f"no slice of the {len(volumes)} volume(s) is large enough and at least "
-                f"{min_foreground:.0%} foreground; lower min_foreground or patch_size"
+                f"{min_foreground:.0%} foreground (slices need sides of {need} pixels; the largest "
+                f"is {largest[0]}x{largest[1]}); lower min_foreground or patch_size"
             )
 
     def _keep(self, v: int, data: torch.Tensor, limit: int | None) -> list[SliceEntry]:

@@ -63,9 +63,16 @@ def save_release(
     return path
 
 
+_EXPORT_HINT = "; make weights from a training run with `fagan train --export RUN_DIR --out W.safetensors`"
+
+
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The metadata of a release file, checked to be one."""
     path = Path(path)
+    if path.is_dir():
+        release = path / "release.safetensors"
+        hint = f"; a finished run's weights are {release}" if release.is_file() else _EXPORT_HINT
+        raise FaganError(f"{path} is a folder, not a weights file{hint}")
     if not path.is_file():
         shipped = SHIPPED_DIR / path.name
         hint = f" (a shipped file of that name is {shipped})" if shipped.is_file() else ""
@@ -74,7 +81,9 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
-        raise FaganError(f"{path} is not a readable safetensors weights file ({exc})") from None
+        checkpoint = path.suffix == ".pt" and path.parent.name == "checkpoints"
+        hint = _EXPORT_HINT if checkpoint else ""
+        raise FaganError(f"{path} is not a readable safetensors weights file ({exc}){hint}") from None
     if meta.get("format") != FORMAT:
         raise FaganError(f"{path} is not a fagan generator release file (no '{FORMAT}' metadata)")
     if meta.get("format_version") != FORMAT_VERSION:
