@@ -218,8 +218,11 @@ def test_manifest_refuses_one_file_in_two_splits(tmp_path):
     path.write_text(json.dumps({"format": "fagan-manifest", "version": 1, "entries": entries}))
     with pytest.raises(FaganError, match=r"t1\.nii\.gz is listed in both train \(subject 's1'\) and test"):
         Manifest.load(path)
-    # The same file twice within one split is only redundant.
-    Manifest([ManifestEntry("a.nii", "s1", "train"), ManifestEntry("a.nii", "s2", "train")])
+    # Twice in one split would weigh it double in training, and in a test split's means.
+    with pytest.raises(FaganError, match=r"d/t1\.nii\.gz is listed twice in test"):
+        Manifest(
+            [ManifestEntry("d/t1.nii.gz", "s1", "test"), ManifestEntry("d/../d/t1.nii.gz", "s1", "test")]
+        )
 
 
 def test_bad_ratios_roots_and_splits(tmp_path, tree):

@@ -79,6 +79,11 @@ class Manifest:
                     "a subject must stay in one split - fix the manifest"
                 )
             other = split_of_file.setdefault(Path(entry.path).resolve(), entry)
+            if other is not entry and other.split == entry.split:
+                raise FaganError(
+                    f"{entry.path} is listed twice in {entry.split}; list each volume once "
+                    "(data.balance=volumes evens out volumes of different sizes) - fix the manifest"
+                )
             if other.split != entry.split:
                 raise FaganError(
                     f"{entry.path} is listed in both {other.split} (subject {other.subject!r}) and "
