@@ -94,3 +94,19 @@ def test_prepare_notes_that_loose_files_are_subjects_of_their_own(tmp_path, caps
     printed = capsys.readouterr().out
     assert "3 volumes from 3 subjects" in printed
     assert "note: 3 volumes lie directly in" in printed and "a folder of their own" in printed
+
+
+def test_prepare_check_names_every_volume_training_would_stop_on(data_dir, tmp_path, capsys):
+    bad = np.arange(8.0).reshape(2, 2, 2)
+    bad[0, 0, 0] = np.nan
+    (data_dir / "subjNaN").mkdir()
+    write_nifti(data_dir / "subjNaN" / "t1.nii.gz", bad, np.eye(4))
+    (data_dir / "subjBroken").mkdir()
+    (data_dir / "subjBroken" / "t1.nii.gz").write_bytes(b"\x1f\x8b not really gzip")
+    out = tmp_path / "m.json"
+    assert main(["prepare", str(data_dir), "--out", str(out), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "2 of 12 volumes cannot be used" in err
+    assert "subjNaN/t1.nii.gz (1 voxels are NaN" in err and "subjBroken/t1.nii.gz (" in err
+    assert not out.exists()
+    assert main(["prepare", str(data_dir), "--out", str(out)]) == 0  # without --check: headers only

@@ -31,6 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="anatomy of every volume (e.g. knee): fagan evaluate makes one table per anatomy",
     )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="read every volume first and refuse, naming them all, any that training would stop on "
+        "(damaged, NaN, constant, 4D)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing manifest")
     parser.set_defaults(func=run)
 
@@ -52,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     if args.anatomy is not None and not args.anatomy.strip():
         raise FaganError("--anatomy needs a name, such as knee")
     manifest = make_manifest(root, check_ratios(args.ratios), args.seed, args.anatomy)
+    if args.check:
+        _check_volumes([Path(e.path) for e in manifest.entries], root)
     manifest.save(out, overwrite=args.overwrite)
     counts = manifest.counts()
     parts = []
@@ -68,3 +76,25 @@ def run(args: argparse.Namespace) -> int:
             "BIDS sub-* folder) and prepare again, so that no person spans two splits"
         )
     return 0
+
+
+def _check_volumes(paths, root) -> None:
+    """Read every volume; one error naming each that cannot be read (at most five shown)."""
+    import os
+
+    from fagan import FaganError
+    from fagan.data.io import read_volume
+
+    bad = []
+    for path in paths:
+        try:
+            read_volume(path)
+        except (FaganError, ValueError, OSError) as exc:
+            reason = " ".join(str(exc).split()).removeprefix(f"{path}: ").removeprefix(f"{path} ")
+            bad.append(f"{os.path.relpath(path, root)} ({reason})")
+    if bad:
+        more = f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise FaganError(
+            f"{len(bad)} of {len(paths)} volumes cannot be used: {'; '.join(bad[:5])}{more}; "
+            "fix or move them out of the folder, then prepare again"
+        )
