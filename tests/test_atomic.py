@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +80,61 @@ def test_atomic_folder_replaces_a_folder_whole_or_not_at_all(tmp_path) -> None:
         (folder / "new.csv").write_text("new")
     assert [p.name for p in target.iterdir()] == ["new.csv"]
     assert sorted(p.name for p in target.parent.iterdir()) == ["out"], "no temporary or old folder left"
+
+
+def _replace_then(fail_on: int, error: BaseException, monkeypatch) -> None:
+    """Make the ``fail_on``-th os.replace (1-based) raise ``error``: before renaming when it is an
+    OSError (the rename failed), after it otherwise (a signal landed right after it)."""
+    real, calls = os.replace, []
+
+    def replace(src, dst):
+        calls.append(src)
+        if len(calls) == fail_on:
+            if isinstance(error, OSError):
+                raise error
+            real(src, dst)
+            raise error
+        real(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", replace)
+
+
+@pytest.mark.parametrize("fail_on", [1, 2])
+def test_atomic_folder_keeps_old_or_new_when_a_signal_lands_between_its_renames(
+    tmp_path, monkeypatch, fail_on
+):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.csv").write_text("old")
+    _replace_then(fail_on, KeyboardInterrupt(), monkeypatch)
+    with pytest.raises(KeyboardInterrupt), atomic.atomic_folder(target) as folder:
+        (folder / "new.csv").write_text("new")
+    # After the first rename (old moved aside) the old folder comes back; after the second the new
+    # one is in place. Either way the other is gone and the interruption is what surfaces.
+    assert [p.name for p in target.iterdir()] == ["old.csv" if fail_on == 1 else "new.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_atomic_folder_keeps_a_finished_output_whose_rename_failed(tmp_path, monkeypatch):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.csv").write_text("old")
+    _replace_then(1, OSError(16, "Device or resource busy"), monkeypatch)
+    with pytest.raises(
+        OSError, match=r"could not put the output in place .*busy.*; it is kept in .*\.out\."
+    ) as caught:
+        with atomic.atomic_folder(target) as folder:
+            (folder / "new.csv").write_text("new")
+    assert [p.name for p in target.iterdir()] == ["old.csv"]
+    kept = caught.value.args[0].rsplit("it is kept in ", 1)[1]
+    assert [p.name for p in Path(kept).iterdir()] == ["new.csv"]
+
+
+def test_atomic_folder_writes_through_a_link_to_its_target(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    with atomic.atomic_folder(tmp_path / "link") as folder:
+        (folder / "new.csv").write_text("new")
+    assert (tmp_path / "link").is_symlink() and [p.name for p in real.iterdir()] == ["new.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]

@@ -53,17 +53,25 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str]:
 def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a new, empty folder beside ``path`` for the caller to fill.
 
-    When the block ends normally the folder is renamed onto ``path``; a folder already there is
-    moved aside first and removed once the new one is in place (the caller decides whether it may
-    be replaced). When the block raises (or the process is interrupted) the new folder is removed,
-    as are the missing parent folders this call made, and ``path`` is untouched: a command that
-    writes several files never leaves a mix of new and old ones, or half of its output.
+    When the block ends normally the folder is renamed onto ``path`` (a link is followed to its
+    target); a folder already there is moved aside first and removed once the new one is in place
+    (the caller decides whether it may be replaced). When the block raises (or the process is
+    interrupted) the new folder is removed, as are the missing parent folders this call made, and
+    ``path`` is untouched: a command that writes several files never leaves a mix of new and old
+    ones, or half of its output. If only the final renames fail (``path`` is a mount point, say),
+    the old folder stays and the finished one is kept under its temporary name, which the
+    OSError names.
+
+    What the cleanup does is decided by what is on disk, so a signal between two renames leaves
+    either the old folder or the new one at ``path``, never neither.
     """
     path = Path(path)
+    if path.is_symlink():
+        path = path.resolve()
     made = [p for p in reversed(path.absolute().parents) if not p.exists()]
     tmp: Path | None = None
     old: Path | None = None
-    done = False
+    filled = keep = False
     try:
         for parent in made:
             parent.mkdir()
@@ -74,20 +82,27 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
             except FileExistsError:
                 tmp = None  # another writer's folder: never remove it
         yield tmp
-        if path.exists():
-            old = path.parent / f".{path.name}.{_token()}.old"
-            os.replace(path, old)
-        os.replace(tmp, path)
-        done = True
+        filled = True
+        try:
+            if path.exists():
+                old = path.parent / f".{path.name}.{_token()}.old"
+                os.replace(path, old)
+            os.replace(tmp, path)
+        except OSError as exc:
+            keep = True
+            message = f"could not put the output in place at {path} ({exc}); it is kept in {tmp}"
+            raise OSError(message) from exc
     finally:
-        if not done and tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            if done:
+        placed = filled and tmp is not None and not tmp.exists() and path.exists()
+        if old is not None and old.exists():
+            if placed:
                 shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(old, path)
-        if not done:
+            elif not path.exists():
+                with contextlib.suppress(OSError):
+                    os.replace(old, path)
+        if not placed and not keep:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
             for parent in reversed(made):
                 with contextlib.suppress(OSError):
                     parent.rmdir()
