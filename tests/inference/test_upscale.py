@@ -106,6 +106,14 @@ def test_a_given_scaling_replaces_the_fitted_one_in_and_out() -> None:
     np.testing.assert_allclose(out - 500.0, fitted, atol=1e-3)
     other = upscale_volume(volume, generator, consistency=False, scaling=IntensityScaling(0.0, 2000.0))
     assert np.abs(other.array - fitted).max() > 1.0  # the network is not indifferent to it
+    # MONOCHROME1 (stored dark-on-bright): the scaling is given in stored values and turned round.
+    inverted = Volume(volume.array, volume.affine, {"photometric": "MONOCHROME1"})
+    default = upscale_volume(inverted, generator, consistency=False).array
+    net = fit_scaling(-volume.array)  # what the network sees by default
+    stored = IntensityScaling(-net.high, -net.low)
+    np.testing.assert_array_equal(
+        upscale_volume(inverted, generator, consistency=False, scaling=stored).array, default
+    )
 
 
 class _Bicubic(torch.nn.Module):

@@ -197,8 +197,8 @@ def upscale_volume(
     images whose antialiased bicubic downsampling is exactly the input slice
     (:mod:`fagan.inference.consistency`); turn it off for weights trained with another
     degradation. ``scaling`` is the intensity normalisation of the network's input, in the
-    volume's stored values (for a MONOCHROME1 DICOM, of the negated values the network sees);
-    by default it is fitted to the volume (:func:`fagan.data.normalize.fit_scaling`). Passing
+    volume's stored values (for a MONOCHROME1 DICOM it is turned round, as the network sees the
+    values negated); by default it is fitted to the volume (:func:`fagan.data.normalize.fit_scaling`). Passing
     one normalises several volumes alike, or measures how the output depends on it
     (``benchmarks/intensity_sensitivity.py``); the output is mapped back with it either way.
 
@@ -224,6 +224,8 @@ def upscale_volume(
     array = volume.array if sign > 0 else -volume.array
     if scaling is None:
         scaling = fit_scaling(array)
+    elif sign < 0:  # given in stored values: the network sees them negated
+        scaling = IntensityScaling(-scaling.high, -scaling.low)
     magnitude = float(volume.array.min()) >= 0.0  # in stored values, MONOCHROME1 or not
     slices = np.moveaxis(array, axis, 0)  # (n, h, w)
     n, h, w = slices.shape
