@@ -81,8 +81,10 @@ def test_prepare_names_the_anatomy_of_every_volume(data_dir, tmp_path, capsys):
     assert "note:" not in capsys.readouterr().out  # one folder per subject: nothing to say
     assert {e["anatomy"] for e in json.loads(out.read_text())["entries"]} == {"knee"}
     assert set(Manifest.load(out).anatomies("test")) == {"knee"}
-    assert main(["prepare", str(data_dir), "--out", str(tmp_path / "x.json"), "--anatomy", " "]) == 2
-    assert "--anatomy needs a name" in capsys.readouterr().err
+    for bad in (" ", "head/neck", "all"):
+        assert main(["prepare", str(data_dir), "--out", str(tmp_path / "x.json"), "--anatomy", bad]) == 2
+        assert f"anatomy {bad!r} cannot name a table" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
 
 
 def test_prepare_notes_that_loose_files_are_subjects_of_their_own(tmp_path, capsys):

@@ -55,8 +55,6 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
-    if args.anatomy is not None and not args.anatomy.strip():
-        raise FaganError("--anatomy needs a name, such as knee")
     manifest = make_manifest(root, check_ratios(args.ratios), args.seed, args.anatomy)
     if args.check:
         _check_volumes([Path(e.path) for e in manifest.entries], root)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,8 @@ from fagan.data.io import SUPPORTED_SUFFIXES, is_dicom
 log = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+#: An anatomy names the tables (and their files) of its volumes.
+_ANATOMY = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _-]*")
 FORMAT = "fagan-manifest"
 VERSION = 1
 
@@ -67,6 +70,12 @@ class Manifest:
         split_of: dict[str, str] = {}
         split_of_file: dict[Path, ManifestEntry] = {}
         for entry in self.entries:
+            anatomy = entry.anatomy
+            if anatomy is not None and (not _ANATOMY.fullmatch(anatomy) or anatomy == "all"):
+                raise FaganError(
+                    f"manifest entry {entry.path}: anatomy {anatomy!r} cannot name a table; use "
+                    "letters, digits, spaces, _ and - (and not 'all', the table over every volume)"
+                )
             if entry.split not in SPLITS:
                 raise FaganError(
                     f"manifest entry {entry.path}: unknown split {entry.split!r}; "
@@ -169,7 +178,7 @@ class Manifest:
                     "recreate the manifest with `fagan prepare`"
                 )
             anatomy = item.get("anatomy")
-            if anatomy is not None and (not isinstance(anatomy, str) or not anatomy.strip()):
+            if anatomy is not None and not isinstance(anatomy, str):
                 raise FaganError(f'{path}: entry {i} has anatomy {anatomy!r}; give a name such as "knee"')
             entries.append(
                 ManifestEntry(str(folder / item["path"]), str(item["subject"]), str(item["split"]), anatomy)
