@@ -184,5 +184,5 @@ def test_train_run_resumes_an_interrupted_run_and_reuses_a_finished_one(tmp_path
         for e in manifest.entries
     ]
     Manifest(moved).save(Path(settings.data), overwrite=True)
-    with pytest.raises(FaganError, match="trained on other data"):
+    with pytest.raises(FaganError, match="trained on other data .*; give a new --out or remove that run"):
         train_run(run, settings, runs, device="cpu", log_fn=messages.append)

@@ -96,6 +96,9 @@ def test_resume_refuses_a_manifest_whose_split_changed_since_the_run_started(tmp
     write(None)
     train(more, run, device="cpu", resume=True)
     assert [p.name for p in checkpoint.list_checkpoints(run)][-1] == "step_00000003.pt"
+    (run / "data.json").write_text("")  # killed while writing it, by an older fagan
+    with pytest.raises(FaganError, match="data.json is damaged"):
+        train(tiny_config(f"data.manifest={manifest}", "schedule.steps=4"), run, device="cpu", resume=True)
 
 
 def test_resume_after_a_damaged_checkpoint_ends_with_identical_weights(tmp_path, caplog):

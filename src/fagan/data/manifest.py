@@ -90,8 +90,8 @@ class Manifest:
             other = split_of_file.setdefault(Path(entry.path).resolve(), entry)
             if other is not entry and other.split == entry.split:
                 raise FaganError(
-                    f"{entry.path} is listed twice in {entry.split}; list each volume once "
-                    "(data.balance=volumes evens out volumes of different sizes) - fix the manifest"
+                    f"{entry.path} is listed twice in {entry.split}; list each volume once - fix the "
+                    "manifest (to weigh volumes equally in training, use data.balance=volumes)"
                 )
             if other.split != entry.split:
                 raise FaganError(

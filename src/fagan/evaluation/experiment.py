@@ -183,8 +183,9 @@ def train_run(
             raise ValueError(
                 f"{run_dir} was trained with another configuration; give a new --out or remove that run"
             )
+        hint = "give a new --out or remove that run"
+        check_same_data(run_dir, data_record(*split_volumes(config.data.manifest)), hint)
         if (run_dir / RELEASE).is_file():
-            check_same_data(run_dir, data_record(*split_volumes(config.data.manifest)))
             log_fn(f"{run.key}: reusing the finished run")
             return run_dir / RELEASE
         log_fn(f"{run.key}: resuming")

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from fagan import FaganError
+from fagan.atomic import atomic_path
 from fagan.data import SliceDataset, SlicePair, Volume
 from fagan.data.datasets import NoSlicesError
 from fagan.data.manifest import Manifest, scan_volumes
@@ -66,15 +67,19 @@ def data_record(train: Sequence[Path], val: Sequence[Path], source: str) -> dict
     return {"source": source, "train": names(train), "val": names(val)}
 
 
-def check_same_data(run_dir: Path, record: dict[str, object]) -> None:
+def check_same_data(run_dir: Path, record: dict[str, object], hint: str = "") -> None:
     """Refuse to go on with ``run_dir`` (resume it, or reuse its result) when the volumes that its
     data source now gives differ from those it was trained on: re-running ``fagan prepare`` can
     move a subject from training to test, and a run that went on would then be scored on a
-    subject it trained on. A run without a record (older than the record) is not checked."""
+    subject it trained on. ``hint`` says what to do instead (default: start a new run). A run
+    without a record (older than the record) is not checked."""
     path = run_dir / DATA_RECORD
     if not path.is_file():
         return
-    saved = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FaganError(f"{path} is damaged ({exc}); delete it to go on without the check") from None
     changes = []
     for split in ("train", "val"):
         now, then = set(record[split]), set(saved.get(split, []))  # type: ignore[call-overload]
@@ -83,15 +88,21 @@ def check_same_data(run_dir: Path, record: dict[str, object]) -> None:
         if then - now:
             changes.append(f"{len(then - now)} {split} volume(s) gone, e.g. {sorted(then - now)[0]}")
     if changes:
+        hint = hint or "start a new run (model.init_weights can start it from this run's exported weights)"
         raise FaganError(
-            f"{run_dir} was trained on other data than {record['source']} gives now ({'; '.join(changes)}); "
-            "start a new run (model.init_weights can start it from this run's exported weights)"
+            f"{run_dir} was trained on other data than {record['source']} gives now "
+            f"({'; '.join(changes)}); {hint}"
         )
 
 
 def save_data_record(run_dir: Path, record: dict[str, object]) -> None:
-    """Write ``record`` into ``run_dir`` (see :func:`check_same_data`)."""
-    (run_dir / DATA_RECORD).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    """Write ``record`` into ``run_dir`` (see :func:`check_same_data`), unless it is there."""
+    path = run_dir / DATA_RECORD
+    text = json.dumps(record, indent=1) + "\n"
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
 
 
 def training_dataset(paths: list[Path], config: DataConfig, scale: int, seed: int) -> SliceDataset:
@@ -247,10 +258,14 @@ def default_workers(cuda: bool) -> int:
 
 
 __all__ = [
+    "DATA_RECORD",
     "SAMPLE_SOURCE",
     "EpochIndexed",
     "SampleStream",
+    "check_same_data",
+    "data_record",
     "default_workers",
+    "save_data_record",
     "split_volumes",
     "training_dataset",
     "training_loader",
