@@ -10,6 +10,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,8 +57,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from fagan.atomic import atomic_folder
     from fagan.evaluation.evaluate import (
         Method,
@@ -139,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
 WRITES = ("per_volume.csv", "tables.md", "table*_*.csv", "foreground_*.csv", "fid.csv", "figures")
 
 
-def check_out(out, overwrite: bool) -> None:
+def check_out(out: Path, overwrite: bool) -> None:
     """Refuse an ``--out`` that is a file, or a folder with files in it unless ``overwrite``, and
     even then one holding anything that is not an earlier evaluation's (it is replaced whole)."""
     if out.exists() and not out.is_dir():

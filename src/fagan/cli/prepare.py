@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,8 +43,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from fagan import FaganError
     from fagan.data.manifest import SPLITS, check_ratios, make_manifest
 
@@ -76,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_volumes(paths, root) -> None:
+def _check_volumes(paths: list[Path], root: Path) -> None:
     """Read every volume; one error naming each that cannot be read (at most five shown)."""
     import os
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fagan.data.io import Volume
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -136,18 +140,16 @@ def _check_axis(source: object, shape: tuple[int, ...], axis: int) -> None:
         raise ValueError(f"{source} is a 2D image; upscale it along --axis 2")
 
 
-def _warn_coarse_plane(source: object, volume, axis: int) -> None:
+def _warn_coarse_plane(source: object, volume: Volume, axis: int) -> None:
     """Warn (on stderr, one line) when the planes to be upscaled hold the volume's thick voxels."""
     import sys
 
-    import numpy as np
-
-    from fagan.inference.geometry import coarse_in_plane_axis
+    from fagan.inference.geometry import coarse_in_plane_axis, voxel_sizes
 
     coarse = coarse_in_plane_axis(volume.affine, volume.array.shape, axis)
     if coarse is None:
         return
-    sizes = np.linalg.norm(volume.affine[:3, :3], axis=0)
+    sizes = voxel_sizes(volume.affine)
     print(
         f"fagan: warning: {source} has {sizes[coarse]:.3g} mm voxels along axis {coarse}, in the planes "
         f"being upscaled, against {sizes[axis]:.3g} mm along --axis {axis}; if the acquired planes are "

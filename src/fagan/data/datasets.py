@@ -158,7 +158,7 @@ class SliceDataset(Dataset):
             raise FaganError(f"axes must be distinct values among 0, 1, 2, got {tuple(axes)}")
         if len(volumes) == 0:
             raise FaganError("no volumes given; pass at least one path or Volume")
-        self.zoom_range = _augmentation_range("zoom_range", zoom_range, patch_size, zero_allowed=False)
+        self.zoom_range = _augmentation_range("zoom_range", zoom_range, patch_size)
         if zoom_method not in ZOOM_METHODS:
             raise FaganError(f"zoom_method must be one of {', '.join(ZOOM_METHODS)}, got {zoom_method!r}")
         if zoom_method == "kspace" and self.zoom_range is None and patch_size is not None:
@@ -166,7 +166,7 @@ class SliceDataset(Dataset):
         if zoom_method == "kspace" and self.zoom_range is not None and self.zoom_range[1] > 1.0:
             raise FaganError(f"zoom_method 'kspace' only shrinks: zoom_range needs (0, 1], not {zoom_range}")
         self.zoom_method = zoom_method
-        self.noise_range = _augmentation_range("noise_range", noise_range, patch_size, zero_allowed=True)
+        self.noise_range = _augmentation_range("noise_range", noise_range, patch_size, lowest="zero")
         if not 0.0 <= contrast_prob <= 1.0:
             raise FaganError(f"contrast_prob must lie in [0, 1], got {contrast_prob}")
         if contrast_prob and patch_size is None:
@@ -177,8 +177,8 @@ class SliceDataset(Dataset):
                 f"contrast_knots must be one of {', '.join(CONTRAST_KNOT_PLACEMENTS)}, got {contrast_knots!r}"
             )
         self.contrast_knots = contrast_knots
-        self.gain_range = _augmentation_range("gain_range", gain_range, patch_size, zero_allowed=False)
-        self.offset_range = _offset_range(offset_range, patch_size)
+        self.gain_range = _augmentation_range("gain_range", gain_range, patch_size)
+        self.offset_range = _augmentation_range("offset_range", offset_range, patch_size, lowest="any")
         self.patch_size = patch_size
         self.augment = augment
         self.seed = int(seed)
@@ -321,29 +321,19 @@ class SliceDataset(Dataset):
 
 
 def _augmentation_range(
-    name: str, value: tuple[float, float] | None, patch_size: int | None, zero_allowed: bool
+    name: str, value: tuple[float, float] | None, patch_size: int | None, lowest: str = "positive"
 ) -> tuple[float, float] | None:
     """``value`` as floats, checked: a training augmentation needs ``patch_size``, and its range
-    must satisfy ``0 < lo <= hi`` (``0 <= lo <= hi`` when ``zero_allowed``); FaganError otherwise."""
+    must be finite with ``lo <= hi`` and ``0 < lo`` (``lowest="positive"``), ``0 <= lo``
+    (``"zero"``) or any ``lo`` (``"any"``); FaganError otherwise."""
     if value is None:
         return None
     if patch_size is None:
         raise FaganError(f"{name} needs patch_size: it is a training augmentation")
-    low_ok = 0.0 <= value[0] if zero_allowed else 0.0 < value[0]
-    if not (low_ok and value[0] <= value[1]):
-        bound = "<=" if zero_allowed else "<"
-        raise FaganError(f"{name} must satisfy 0 {bound} lo <= hi, got {tuple(value)}")
-    return float(value[0]), float(value[1])
-
-
-def _offset_range(value: tuple[float, float] | None, patch_size: int | None) -> tuple[float, float] | None:
-    """``value`` as floats, checked like :func:`_augmentation_range` but of any sign (lo <= hi)."""
-    if value is None:
-        return None
-    if patch_size is None:
-        raise FaganError("offset_range needs patch_size: it is a training augmentation")
-    if not (np.isfinite(value).all() and value[0] <= value[1]):
-        raise FaganError(f"offset_range must satisfy lo <= hi (finite), got {tuple(value)}")
+    low_ok = {"positive": 0.0 < value[0], "zero": 0.0 <= value[0], "any": True}[lowest]
+    if not (np.isfinite(value).all() and low_ok and value[0] <= value[1]):
+        bound = {"positive": "0 < lo <= hi", "zero": "0 <= lo <= hi", "any": "lo <= hi"}[lowest]
+        raise FaganError(f"{name} must satisfy {bound} (finite), got {tuple(value)}")
     return float(value[0]), float(value[1])
 
 

@@ -333,17 +333,23 @@ def make_manifest(
     return Manifest(entries, seed=int(seed), ratios=ratios)
 
 
-def resolve_volumes(source: str | os.PathLike, split: str) -> list[Path]:
-    """Volumes named by a command-line argument: a manifest JSON (its ``split``), a folder
-    (scanned with :func:`scan_volumes`) or a single volume."""
+def resolve_entries(source: str | os.PathLike, split: str) -> list[tuple[Path, str | None]]:
+    """Volumes named by a command-line argument, each with its anatomy (None where unnamed): a
+    manifest JSON (its ``split``), a folder (scanned with :func:`scan_volumes`) or a single volume."""
     source = Path(source)
     if source.is_file() and source.name.lower().endswith(".json"):
-        return Manifest.load(source).paths(split)
+        manifest = Manifest.load(source)
+        return list(zip(manifest.paths(split), manifest.anatomies(split), strict=True))
     if source.is_dir():
-        return scan_volumes(source)
+        return [(path, None) for path in scan_volumes(source)]
     if not source.exists():
         raise FileNotFoundError(f"{source}: no such file or directory")
-    return [source]
+    return [(source, None)]
+
+
+def resolve_volumes(source: str | os.PathLike, split: str) -> list[Path]:
+    """The paths of :func:`resolve_entries`."""
+    return [path for path, _ in resolve_entries(source, split)]
 
 
 __all__ = [
@@ -352,6 +358,7 @@ __all__ = [
     "ManifestEntry",
     "check_ratios",
     "make_manifest",
+    "resolve_entries",
     "resolve_volumes",
     "scan_volumes",
     "subject_of",

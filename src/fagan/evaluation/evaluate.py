@@ -381,24 +381,19 @@ def read_rows(path: str | os.PathLike) -> list[Row]:
 
 def evaluation_volumes(data: str | os.PathLike | None = None, split: str = "test") -> list[EvalVolume]:
     """The volumes of ``split``: from a manifest (or a folder), or the embedded sample data."""
-    from fagan.data.manifest import Manifest, resolve_volumes
+    from fagan.data.manifest import resolve_entries
     from fagan.data.sample import sample_volumes
 
     if data is None:
         return [EvalVolume(v.name, v.anatomy, v.path) for v in sample_volumes(split)]
-    anatomies: list[str | None] | None = None
-    if Path(data).is_file() and str(data).lower().endswith(".json"):
-        manifest = Manifest.load(data)
-        paths, anatomies = manifest.paths(split), manifest.anatomies(split)
-    else:
-        paths = resolve_volumes(data, split)
+    entries = resolve_entries(data, split)
+    paths = [path for path, _ in entries]
     if not paths:
         raise ValueError(f"{data} has no volumes in its {split} split")
     names = [volume_stem(p.name) for p in paths]
     if len(set(names)) != len(names):  # same file name in different subject folders
         names = [f"{p.parent.name}/{volume_stem(p.name)}" for p in paths]
-    anatomies = anatomies or [None] * len(paths)
-    return [EvalVolume(n, a or "MRI", p) for n, a, p in zip(names, anatomies, paths, strict=True)]
+    return [EvalVolume(n, a or "MRI", p) for n, (p, a) in zip(names, entries, strict=True)]
 
 
 __all__ = [

@@ -32,6 +32,11 @@ def resampled_affine(affine: np.ndarray, factor: float, axis: int) -> np.ndarray
     return np.asarray(affine, dtype=np.float64) @ index_map
 
 
+def voxel_sizes(affine: np.ndarray) -> np.ndarray:
+    """The length (mm) of a voxel's step along each array axis."""
+    return np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
+
+
 def coarse_in_plane_axis(
     affine: np.ndarray, shape: tuple[int, ...], axis: int, ratio: float = 1.5
 ) -> int | None:
@@ -43,6 +48,6 @@ def coarse_in_plane_axis(
     none."""
     if len(shape) < 3 or shape[2] == 1:
         return None
-    sizes = np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
+    sizes = voxel_sizes(affine)
     coarse = max(in_plane_axes(axis), key=lambda i: sizes[i])
     return coarse if sizes[coarse] > ratio * sizes[axis] else None

@@ -33,6 +33,8 @@ from fagan.scales import SCALES, check_scale
 FORMAT = "fagan-generator"
 FORMAT_VERSION = "1"
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights"
+#: The file ``fagan train`` writes its finished generator to, in the run folder.
+RUN_RELEASE = "release.safetensors"
 VARIANTS = {"psnr": "", "gan": "_gan"}
 
 
@@ -70,7 +72,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The metadata of a release file, checked to be one."""
     path = Path(path)
     if path.is_dir():
-        release = path / "release.safetensors"
+        release = path / RUN_RELEASE
         hint = f"; a finished run's weights are {release}" if release.is_file() else _EXPORT_HINT
         raise FaganError(f"{path} is a folder, not a weights file{hint}")
     if not path.is_file():

@@ -48,7 +48,7 @@ from fagan.metrics import psnr, ssim
 from fagan.models import build_discriminator, build_generator, generator_config
 from fagan.models.config import GeneratorConfig
 from fagan.models.generator import Generator, grow_upsampling
-from fagan.models.release import load_release, save_release
+from fagan.models.release import RUN_RELEASE, load_release, save_release
 from fagan.training import checkpoint, logs
 from fagan.training.config import TrainConfig, load_config, save_config
 from fagan.training.data import (
@@ -67,7 +67,7 @@ from fagan.training.ema import EMA
 
 log = logging.getLogger(__name__)
 
-RELEASE = "release.safetensors"
+RELEASE = RUN_RELEASE
 #: Environment variable: when set, every rank writes ``RUN_DIR/debug/rank{r}.json`` with hashes of
 #: its final weights and its first batch (used by the multi-process test).
 DEBUG_HASH_ENV = "FAGAN_DEBUG_RANK_HASH"
