@@ -231,6 +231,16 @@ def test_evaluate_replaces_an_earlier_evaluation_only_when_asked(setup, capsys) 
     assert [p.name for p in folder.iterdir() if p.name.startswith(".again")] == []
 
 
+def test_evaluate_refuses_the_current_folder_as_its_output(setup, capsys, tmp_path, monkeypatch) -> None:
+    manifest, weights, _ = setup
+    monkeypatch.chdir(tmp_path)  # an empty folder: --out . would be replaced whole
+    for out in (".", str(tmp_path.parent)):
+        argv = ["evaluate", "--weights", str(weights[4]), "--data", str(manifest), "--out", out]
+        assert main(argv) == 2
+        assert "holds the current folder" in capsys.readouterr().err
+    assert tmp_path.is_dir() and list(tmp_path.iterdir()) == []
+
+
 def test_evaluate_makes_a_table_per_anatomy_the_manifest_names(setup, tmp_path) -> None:
     from fagan.data.manifest import Manifest, ManifestEntry
 

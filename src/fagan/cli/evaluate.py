@@ -143,6 +143,9 @@ def check_out(out: Path, overwrite: bool) -> None:
     even then one holding anything that is not an earlier evaluation's (it is replaced whole)."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")
+    cwd = Path.cwd().resolve()
+    if out.resolve() == cwd or out.resolve() in cwd.parents:
+        raise ValueError(f"--out {out} holds the current folder; give a folder of its own for the results")
     entries = sorted(out.iterdir()) if out.is_dir() else []
     if entries and not overwrite:
         raise FileExistsError(f"--out {out} is not empty; pass --overwrite to replace its evaluation")
