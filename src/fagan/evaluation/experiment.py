@@ -179,12 +179,10 @@ def train_run(
     run_dir = runs_dir / run.key
     saved = run_dir / "config.yaml"
     if saved.is_file():
+        advice = "give a new --out or remove that run"
         if dump_config(load_config(saved)) != dump_config(config):
-            raise ValueError(
-                f"{run_dir} was trained with another configuration; give a new --out or remove that run"
-            )
-        hint = "give a new --out or remove that run"
-        check_same_data(run_dir, data_record(*split_volumes(config.data.manifest)), hint)
+            raise ValueError(f"{run_dir} was trained with another configuration; {advice}")
+        check_same_data(run_dir, data_record(*split_volumes(config.data.manifest)), advice)
         if (run_dir / RELEASE).is_file():
             log_fn(f"{run.key}: reusing the finished run")
             return run_dir / RELEASE
