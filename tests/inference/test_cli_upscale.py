@@ -10,6 +10,7 @@ from data.dicom_helpers import write_slice
 from PIL import Image
 
 from fagan.cli import main
+from fagan.inference.geometry import resampled_affine
 
 
 def _nifti(path, shape=(12, 10, 4), affine=None, offset=0):
@@ -98,6 +99,30 @@ def test_the_output_keeps_the_space_of_the_input(tmp_path, weights_dir, sform, q
         sr.affine @ np.r_[(np.array(sr.shape) - 1) / 2, 1], lr.affine @ np.r_[(np.array(lr.shape) - 1) / 2, 1]
     )
     np.testing.assert_allclose(sr.affine[:3, 0] * 2, lr.affine[:3, 0])  # the same orientation
+
+
+def test_a_qform_that_differs_from_the_sform_is_kept_and_resampled_alike(tmp_path, weights_dir) -> None:
+    """A registered file (sform: aligned space, qform: the scanner's) keeps both transforms, each
+    resampled, so a reader of either (ITK reads the qform, FSL the sform) overlays output and input."""
+    sform = np.diag([1.5, 1.5, 4.0, 1.0])
+    sform[:3, 3] = [-10, 20, 5]
+    c, s = np.cos(0.3), np.sin(0.3)
+    qform = np.array([[c, -s, 0, 0], [s, c, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]) @ np.diag([1.5, 1.5, 4.0, 1])
+    qform[:3, 3] = [30, -40, 12]
+    img = nib.Nifti1Image(np.random.default_rng(0).random((12, 10, 4)).astype(np.float32), sform)
+    img.set_sform(sform, 2)
+    img.set_qform(qform, 1)
+    img.header.set_xyzt_units("micron")  # both transforms are converted to mm
+    nib.save(img, tmp_path / "lr.nii")
+    argv = ["upscale", str(tmp_path / "lr.nii"), "-o", str(tmp_path / "sr.nii"), "--scale", "2"]
+    assert main([*argv, "--weights", str(weights_dir / "x2.safetensors")]) == 0
+    header = nib.load(tmp_path / "sr.nii").header
+    assert (int(header["sform_code"]), int(header["qform_code"])) == (2, 1)
+    for transform, written in ((sform, header.get_sform()), (qform, header.get_qform())):
+        in_mm = np.diag([1e-3, 1e-3, 1e-3, 1.0]) @ transform
+        np.testing.assert_allclose(written, resampled_affine(in_mm, 2, 2), atol=1e-6)
+        # the centre of the field of view stays where it was under either transform
+        np.testing.assert_allclose(written @ [11.5, 9.5, 1.5, 1], in_mm @ [5.5, 4.5, 1.5, 1], atol=1e-6)
 
 
 def test_a_sheared_affine_stays_in_the_sform_alone(tmp_path, weights_dir) -> None:

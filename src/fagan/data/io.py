@@ -348,18 +348,27 @@ def _read_nifti(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray, 
     # is set, where the affine is nibabel's fallback from the voxel size alone and is no space.
     sform, qform = (int(img.header[f"{x}form_code"]) for x in "sq")
     meta["xform_code"] = sform if sform > 0 else qform
-    return data, _affine_in_mm(img), meta
+    affine = _in_mm(img, img.affine)
+    # A file registered by FSL or SPM keeps the scanner's transform in its qform beside the new
+    # one in its sform, and readers differ in which they use (ITK, so ITK-SNAP and 3D Slicer,
+    # reads the qform unless the sform says scanner): such a qform is carried along, so that the
+    # output keeps both (see fagan.inference.geometry.resampled_meta).
+    if sform > 0 and qform > 0:
+        q = _in_mm(img, img.get_qform())
+        if not np.allclose(q, affine, rtol=0, atol=1e-4):
+            meta["qform"], meta["qform_code"] = q, qform
+    return data, affine, meta
 
 
 # Millimetres per unit of NIfTI's spatial units; "unknown" is read as mm, as viewers do.
 _MM_PER_UNIT = {"meter": 1000.0, "mm": 1.0, "micron": 0.001, "unknown": 1.0}
 
 
-def _affine_in_mm(img: Any) -> np.ndarray:
-    """The image's affine with its spatial unit (xyzt_units) converted to millimetres, the unit
-    every output is written in."""
+def _in_mm(img: Any, transform: np.ndarray) -> np.ndarray:
+    """One of the image's transforms (its affine, or its qform) with the image's spatial unit
+    (xyzt_units) converted to millimetres, the unit every output is written in."""
     unit = img.header.get_xyzt_units()[0]
-    affine = np.array(img.affine, dtype=np.float64)
+    affine = np.array(transform, dtype=np.float64)
     affine[:3] *= _MM_PER_UNIT.get(unit, 1.0)
     return affine
 
@@ -371,6 +380,8 @@ def write_nifti(
     *,
     overwrite: bool = False,
     xform_code: int = ALIGNED,
+    qform: np.ndarray | None = None,
+    qform_code: int | None = None,
 ) -> None:
     """Write ``array`` (2D or 3D, stored as float32) with ``affine`` (4x4) to ``.nii``/``.nii.gz``.
 
@@ -379,7 +390,9 @@ def write_nifti(
     either one places the image the same. Code 0 says the affine is in no space, as in an input
     that set neither transform: readers then keep only its voxel sizes and place the image
     centred on the origin, x flipped, which is where nibabel's fallback affine of such an input
-    put it too (any rotation in ``affine`` is lost, as the input had none to keep).
+    put it too (any rotation in ``affine`` is lost, as the input had none to keep). A ``qform``
+    (4x4, without shear) given with its ``qform_code`` goes into the qform instead, for an image
+    whose two transforms differ.
 
     The file is written to a temporary name in the same folder and moved into place, so a crash
     never leaves a half-written volume. An existing file is kept unless ``overwrite``.
@@ -404,13 +417,16 @@ def write_nifti(
     affine = np.asarray(affine, dtype=np.float64)
     if affine.shape != (4, 4):
         raise FaganError(f"write_nifti expects a 4x4 affine, got shape {affine.shape}")
-    if xform_code not in (0, 1, 2, 3, 4):
-        raise FaganError(f"write_nifti: xform_code must be 0, 1, 2, 3 or 4, not {xform_code}")
+    for code in (xform_code, qform_code):
+        if code is not None and code not in (0, 1, 2, 3, 4):
+            raise FaganError(f"write_nifti: xform codes must be 0, 1, 2, 3 or 4, not {code}")
     img = nib.Nifti1Image(data, affine)
     img.set_sform(affine, xform_code)
     columns = affine[:3, :3]
     gram = columns.T @ columns
-    if np.allclose(gram, np.diag(np.diag(gram)), rtol=0, atol=1e-6 * float(np.abs(gram).max())):
+    if qform is not None:
+        img.set_qform(np.asarray(qform, dtype=np.float64), xform_code if qform_code is None else qform_code)
+    elif np.allclose(gram, np.diag(np.diag(gram)), rtol=0, atol=1e-6 * float(np.abs(gram).max())):
         img.set_qform(affine, xform_code)
     else:
         img.set_qform(None, 0)

@@ -92,8 +92,16 @@ def save_result(path: str | os.PathLike, volume: Volume, overwrite: bool = False
     path = Path(path)
     kind = output_kind(path)
     if kind in (".nii", ".nii.gz"):
-        code = volume.meta.get("xform_code", ALIGNED)
-        write_nifti(path, volume.array, volume.affine, overwrite=overwrite, xform_code=code)
+        meta = volume.meta
+        write_nifti(
+            path,
+            volume.array,
+            volume.affine,
+            overwrite=overwrite,
+            xform_code=meta.get("xform_code", ALIGNED),
+            qform=meta.get("qform"),
+            qform_code=meta.get("qform_code"),
+        )
         return path
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
