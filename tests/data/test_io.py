@@ -220,6 +220,46 @@ def test_dicom_series_with_a_missing_slice_is_refused(tmp_path):
         read_volume(tmp_path / "s")
 
 
+def _write_slices(folder, positions, spacings):
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, (position, spacing) in enumerate(zip(positions, spacings, strict=True)):
+        write_slice(
+            folder / f"{k:03d}.dcm",
+            _series_pixels(1)[0],
+            position=tuple(position),
+            orientation=(*ROW_COS, *COL_COS),
+            spacing=spacing,
+            thickness=STEP,
+            instance=k + 1,
+        )
+
+
+def test_dicom_series_whose_slices_differ_in_pixel_spacing_is_refused(tmp_path):
+    positions = [ORIGIN + k * STEP * NORMAL for k in range(4)]
+    _write_slices(tmp_path / "s", positions, [SPACING, SPACING, (1.0, 1.5), SPACING])
+    with pytest.raises(FaganError, match=r"different pixel spacings \(1x1.5 mm in 002.dcm, 0.5x0.75"):
+        read_volume(tmp_path / "s")
+
+
+def test_dicom_series_with_a_slice_off_the_line_of_the_others_is_refused(tmp_path):
+    positions = [ORIGIN + k * STEP * NORMAL for k in range(5)]
+    positions[3] = positions[3] + 10 * ROW_COS  # moved 10 mm within its plane
+    _write_slices(tmp_path / "s", positions, [SPACING] * 5)
+    with pytest.raises(FaganError, match="slice 4 of 5 lies 10 mm off the line"):
+        read_volume(tmp_path / "s")
+
+
+def test_dicom_series_tilted_along_a_straight_line_is_read_with_its_tilt(tmp_path):
+    """A gantry-tilted stack: each slice shifted in its plane by the same step. The slice axis
+    of the affine follows the line through the positions, so every voxel is where DICOM puts it."""
+    positions = [ORIGIN + k * (STEP * NORMAL + 0.4 * COL_COS) for k in range(5)]
+    _write_slices(tmp_path / "s", positions, [SPACING] * 5)
+    volume = read_volume(tmp_path / "s")
+    for i, j, k in [(0, 0, 0), (3, 5, 4)]:
+        lps = positions[k] + i * SPACING[1] * ROW_COS + j * SPACING[0] * COL_COS
+        np.testing.assert_allclose(volume.affine @ [i, j, k, 1], [-lps[0], -lps[1], lps[2], 1], atol=1e-9)
+
+
 def test_dicom_series_with_one_image_lacking_its_position_is_refused(tmp_path):
     _write_series(tmp_path / "s", _series_pixels(), order=range(5), skip=(3,))
     write_slice(

@@ -419,7 +419,7 @@ def write_nifti(
         raise FaganError(f"write_nifti expects a 4x4 affine, got shape {affine.shape}")
     for code in (xform_code, qform_code):
         if code is not None and code not in (0, 1, 2, 3, 4):
-            raise FaganError(f"write_nifti: xform codes must be 0, 1, 2, 3 or 4, not {code}")
+            raise FaganError(f"write_nifti: xform_code and qform_code must be 0, 1, 2, 3 or 4, not {code}")
     img = nib.Nifti1Image(data, affine)
     img.set_sform(affine, xform_code)
     columns = affine[:3, :3]
@@ -644,6 +644,14 @@ def _assemble(
                     f"{gaps.max():.3g} mm); a file is probably missing - restore the full series"
                 )
             step = (positions[-1] - positions[0]) / (len(chosen) - 1)
+            line = positions[0] + np.arange(len(chosen))[:, None] * step
+            off = np.linalg.norm(positions - line, axis=1)
+            if off.max() > 0.1 * min(plane.spacing) + 1e-3:
+                k = int(off.argmax())
+                raise FaganError(
+                    f"{path}: slice {k + 1} of {len(chosen)} lies {off[k]:.3g} mm off the line through "
+                    "the others' positions (ImagePositionPatient); keep one series per folder"
+                )
         else:
             step = normal * plane.thickness
         lps = np.eye(4)
@@ -763,6 +771,13 @@ def _read_dicom_series(path: Path, frame: int | None) -> tuple[np.ndarray, np.nd
                 raise FaganError(
                     f"{path}: the slices have different orientations; keep one series per folder"
                 )
+        spacing = _floats(h.get("PixelSpacing"), 2)
+        if spacing is not None and not np.allclose(spacing, plane.spacing, rtol=1e-4, atol=0):
+            raise FaganError(
+                f"{path}: the slices have different pixel spacings ({spacing[0]:g}x{spacing[1]:g} mm in "
+                f"{p.name}, {plane.spacing[0]:g}x{plane.spacing[1]:g} in {files[0].name}); "
+                "keep one series per folder"
+            )
         key = (
             _number(h.get("TemporalPositionIdentifier")),
             _number(h.get("EchoTime")),
