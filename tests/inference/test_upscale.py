@@ -7,7 +7,7 @@ from fagan.data.io import Volume
 from fagan.data.normalize import IntensityScaling, fit_scaling
 from fagan.inference import upscale as upscale_module
 from fagan.inference import upscale_batch, upscale_volume
-from fagan.inference.upscale import default_tile
+from fagan.inference.upscale import default_tile, is_magnitude
 
 from .conftest import tiny_generator
 
@@ -138,7 +138,7 @@ def test_monochrome1_goes_through_the_network_the_right_way_up() -> None:
     assert np.abs(inverted - as_stored).max() > 1.0  # the network is not indifferent to the inversion
 
 
-def test_a_magnitude_image_gets_no_negative_output_and_loses_nothing_by_it() -> None:
+def test_a_magnitude_image_gets_no_negative_output_and_loses_nothing_by_it(monkeypatch) -> None:
     """Undershoot below 0 is clipped for inputs without negative values, after the projection:
     the output stays consistent with the input wherever nothing was clipped, and is no further
     from the (non-negative) truth than before."""
@@ -149,10 +149,29 @@ def test_a_magnitude_image_gets_no_negative_output_and_loses_nothing_by_it() -> 
     lr = np.moveaxis(np.maximum(lr, 0.0), 0, 2)  # a magnitude acquisition: no negative values
     generator = tiny_generator(2)
     clipped = upscale_volume(Volume(lr, np.eye(4), {}), generator).array
-    signed = upscale_volume(Volume(lr - 1e-3, np.eye(4), {}), generator).array + 1e-3  # no clipping
+    monkeypatch.setattr(upscale_module, "is_magnitude", lambda array: False)
+    signed = upscale_volume(Volume(lr, np.eye(4), {}), generator).array  # the same, without clipping
     assert signed.min() < -1.0 and clipped.min() == 0.0
     np.testing.assert_allclose(clipped, np.maximum(signed, 0.0), rtol=1e-5, atol=1e-2)
     assert np.linalg.norm(clipped - hr) <= np.linalg.norm(signed - hr)
+
+
+def test_shallow_undershoot_in_the_input_still_makes_a_magnitude_image() -> None:
+    """Resampled magnitude images hold a few shallow negative values; one voxel at -1 used to
+    switch the clipping off for the whole volume. Signed images keep their negative output."""
+    rng = np.random.default_rng(2)
+    magnitude = rng.random((24, 24, 2)).astype(np.float32) * 900 + 100
+    magnitude[0, 0, 0] = -1.0  # undershoot: 0.1% of the bright end
+    magnitude[5, 5, 1] = -80.0  # 8.5%
+    assert is_magnitude(magnitude) and is_magnitude(np.abs(magnitude))
+    assert not is_magnitude(magnitude - 500)  # a difference image: as deep below 0 as above
+    assert not is_magnitude(np.where(magnitude > 0, magnitude, -120.0))  # 12.6%: deeper than undershoot
+    assert not is_magnitude(-np.abs(magnitude))
+    generator = tiny_generator(2)
+    out = upscale_volume(Volume(magnitude, np.eye(4), {}), generator).array
+    assert out.min() == 0.0
+    signed = upscale_volume(Volume(magnitude - 500, np.eye(4), {}), generator).array
+    assert signed.min() < -100
 
 
 def test_self_ensemble_averages_the_eight_rotations_and_mirror_images() -> None:

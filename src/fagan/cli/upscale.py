@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="skip the data-consistency projection (on by default for weights trained on bicubic LR: "
         "the output, downsampled, reproduces the input exactly, except where values below 0 are "
-        "clipped for an input without negative values)",
+        "clipped for a magnitude image: an input with no values below 0, or only shallow ones)",
     )
     p.add_argument(
         "--self-ensemble",
