@@ -170,6 +170,25 @@ def test_dicom_series_to_nifti(tmp_path, weights_dir) -> None:
     np.testing.assert_allclose(img.header.get_qform(), img.header.get_sform(), atol=1e-5)
 
 
+def test_inputs_without_geometry_give_an_output_in_no_space(tmp_path, weights_dir, capsys) -> None:
+    """A DICOM without position and orientation, or a PNG, has no place in any space: the output
+    says so (xform code 0, not 2, "aligned") and keeps the voxel size; the DICOM gets a warning."""
+    rng = np.random.default_rng(3)
+    pixels = (rng.random((8, 10)) * 2000).astype(np.uint16)
+    write_slice(tmp_path / "nogeo.dcm", pixels, position=None, orientation=None, spacing=(0.8, 0.6))
+    Image.fromarray(pixels).save(tmp_path / "slice.png")
+    weights = ["--scale", "2", "--weights", str(weights_dir / "x2.safetensors")]
+    for name, warned in (("nogeo.dcm", True), ("slice.png", False)):
+        out = tmp_path / f"{name}.nii"
+        capsys.readouterr()
+        assert main(["upscale", str(tmp_path / name), "-o", str(out), *weights]) == 0
+        err = capsys.readouterr().err
+        assert ("no ImagePositionPatient/ImageOrientationPatient" in err) == warned and err.count("\n") == warned
+        header = nib.load(out).header
+        assert int(header["sform_code"]) == int(header["qform_code"]) == 0
+    np.testing.assert_allclose(nib.load(tmp_path / "nogeo.dcm.nii").header.get_zooms()[:2], (0.3, 0.4))
+
+
 @pytest.mark.parametrize("suffix", [".npy", ".png"])
 def test_2d_image(tmp_path, weights_dir, suffix, capsys) -> None:
     image = (np.random.default_rng(0).random((9, 11)) * 4000 + 100).astype(np.uint16)

@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         volume = read_volume(source, frame=args.frame)
         _check_axis(source, volume.array.shape, args.axis)
-        _warn_coarse_plane(source, volume, args.axis)
+        _warn_geometry(source, volume, args.axis)
         check_png_range(output, volume.array)
         if shape is None:  # headers unreadable on their own: check now, the input already held
             check_output_shape(output, volume.array.shape, args.axis)
@@ -140,12 +140,19 @@ def _check_axis(source: object, shape: tuple[int, ...], axis: int) -> None:
         raise ValueError(f"{source} is a 2D image; upscale it along --axis 2")
 
 
-def _warn_coarse_plane(source: object, volume: Volume, axis: int) -> None:
-    """Warn (on stderr, one line) when the planes to be upscaled hold the volume's thick voxels."""
+def _warn_geometry(source: object, volume: Volume, axis: int) -> None:
+    """Warn (on stderr, one line each) when a DICOM input has no geometry, and when the planes to
+    be upscaled hold the volume's thick voxels."""
     import sys
 
     from fagan.inference.geometry import coarse_in_plane_axis, voxel_sizes
 
+    if volume.meta.get("geometry") == "missing":  # a DICOM without position or orientation
+        print(
+            f"fagan: warning: {source} has no ImagePositionPatient/ImageOrientationPatient; the output "
+            "keeps its voxel sizes but is placed in no space (NIfTI xform code 0)",
+            file=sys.stderr,
+        )
     coarse = coarse_in_plane_axis(volume.affine, volume.array.shape, axis)
     if coarse is None:
         return

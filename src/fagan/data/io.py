@@ -245,6 +245,7 @@ def _finish(path: Path, array: np.ndarray, affine: np.ndarray, meta: dict, frame
         "shape": tuple(int(n) for n in array.shape),
         "voxel_size": tuple(float(v) for v in np.linalg.norm(affine[:3, :3], axis=0)),
         "frame": frame,
+        "xform_code": 0,  # in no space, unless the reader knew one (NIfTI's code, DICOM's scanner)
         **meta,
     }
     return Volume(array, affine, meta)

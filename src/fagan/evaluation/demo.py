@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fagan.data.io import read_volume, write_nifti
+from fagan.data.io import Volume, read_volume
 from fagan.data.sample import sample_volumes
 from fagan.evaluation.figures import comparison_figure, html_page
 from fagan.evaluation.simulate import bicubic_volume, score_volume, simulate_low_resolution
+from fagan.inference.output import save_result
 from fagan.inference.upscale import upscale_volume
 from fagan.models.release import load_release, shipped_weights
 
@@ -79,7 +80,9 @@ def run_demo(
             )
             rows.append(row)
             stem = sample.name  # already without its suffix
-            write_nifti(out / f"{stem}_x{scale}_fagan{suffix}.nii.gz", sr, pair.hr.affine, overwrite=True)
+            save_result(
+                out / f"{stem}_x{scale}_fagan{suffix}.nii.gz", Volume(sr, pair.hr.affine, pair.hr.meta), True
+            )
             k = hr.shape[2] // 2
             figures.append(
                 comparison_figure(
