@@ -96,6 +96,22 @@ def test_complex_nifti_is_refused(tmp_path):
         read_volume(tmp_path / "c.nii")
 
 
+def test_colour_nifti_is_refused_as_colour(tmp_path):
+    rgb = np.zeros((3, 4, 5), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    nib.save(nib.Nifti1Image(rgb, np.eye(4)), tmp_path / "rgb.nii")
+    with pytest.raises(FaganError, match="a colour NIfTI image .*; save it as grayscale"):
+        read_volume(tmp_path / "rgb.nii")
+
+
+@pytest.mark.parametrize("intent", ["label", "neuroname"])
+def test_a_label_map_is_refused(tmp_path, intent):
+    img = nib.Nifti1Image(RNG.integers(0, 3, (3, 4, 5)).astype(np.int16), np.eye(4))
+    img.header.set_intent(intent)
+    nib.save(img, tmp_path / "labels.nii")
+    with pytest.raises(FaganError, match=f"a label map \\(NIfTI intent '{intent}'\\).*nearest-neighbour"):
+        read_volume(tmp_path / "labels.nii")
+
+
 def test_nifti_4d_needs_a_frame(tmp_path):
     data = np.stack([_blob((3, 4, 5)) + 10 * t for t in range(3)], axis=-1)
     path = tmp_path / "bold.nii.gz"

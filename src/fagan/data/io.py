@@ -308,6 +308,13 @@ def _read_nifti(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray, 
         raise FaganError(f"{path}: not a NIfTI image ({type(img).__name__}); convert it to NIfTI")
     if dtype.kind == "c":
         raise FaganError(f"{path}: complex data ({dtype}); save the magnitude image instead")
+    if dtype.fields is not None:  # RGB, RGBA: a structured dtype
+        raise FaganError(f"{path}: a colour NIfTI image ({dtype}); save it as grayscale")
+    if int(img.header["intent_code"]) in _LABEL_INTENTS:  # its values are labels, not intensities
+        raise FaganError(
+            f"{path}: a label map (NIfTI intent {img.header.get_intent()[0]!r}); super-resolution would "
+            "blend its labels into non-integer values - resample it with nearest-neighbour interpolation"
+        )
     # Trailing singleton axes (e.g. X, Y, Z, 1, 1) do not count as extra dimensions.
     while len(shape) > 3 and shape[-1] == 1:
         shape = shape[:-1]
@@ -360,6 +367,9 @@ def _read_nifti(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray, 
             meta["qform"], meta["qform_code"] = q, qform
     return data, affine, meta
 
+
+#: NIfTI intent codes of label maps: NIFTI_INTENT_LABEL and NIFTI_INTENT_NEURONAME.
+_LABEL_INTENTS = (1002, 1003)
 
 # Millimetres per unit of NIfTI's spatial units; "unknown" is read as mm, as viewers do.
 _MM_PER_UNIT = {"meter": 1000.0, "mm": 1.0, "micron": 0.001, "unknown": 1.0}
