@@ -170,6 +170,17 @@ def test_dicom_series_to_nifti(tmp_path, weights_dir) -> None:
     np.testing.assert_allclose(img.header.get_qform(), img.header.get_sform(), atol=1e-5)
 
 
+def test_an_output_that_is_the_input_under_another_name_is_refused(tmp_path, weights_dir, capsys) -> None:
+    """A second name of the input file (a hard link here; on a case-insensitive file system, the
+    name in other case) would have the input replaced with --overwrite."""
+    _nifti(tmp_path / "lr.nii.gz")
+    (tmp_path / "LR.nii.gz").hardlink_to(tmp_path / "lr.nii.gz")
+    before = (tmp_path / "lr.nii.gz").read_bytes()
+    args = ["upscale", str(tmp_path / "lr.nii.gz"), "-o", str(tmp_path / "LR.nii.gz"), "--overwrite"]
+    _fails(capsys, [*args, "--scale", "2", "--weights", str(weights_dir / "x2.safetensors")], "overwrite the input")
+    assert (tmp_path / "lr.nii.gz").read_bytes() == before
+
+
 def test_inputs_without_geometry_give_an_output_in_no_space(tmp_path, weights_dir, capsys) -> None:
     """A DICOM without position and orientation, or a PNG, has no place in any space: the output
     says so (xform code 0, not 2, "aligned") and keeps the voxel size; the DICOM gets a warning."""

@@ -46,7 +46,8 @@ def check_output(path: str | os.PathLike, inputs: list[Path], overwrite: bool) -
     resolved = out.resolve()
     for source in inputs:
         source = source.resolve()
-        if resolved == source or source in resolved.parents:
+        # samefile also sees through the other case of a name on a case-insensitive file system
+        if any(_same(place, source) for place in (resolved, *resolved.parents)):
             raise FaganError(f"output {out} would overwrite the input {source}; choose another path")
     if out.is_dir():
         raise FaganError(f"output {out} is a directory; give a file name")
@@ -55,6 +56,11 @@ def check_output(path: str | os.PathLike, inputs: list[Path], overwrite: bool) -
     if not out.parent.exists():
         raise FaganError(f"output folder {out.parent} does not exist")
     return out
+
+
+def _same(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file or folder (equal paths, or one file found both ways)."""
+    return a == b or (a.exists() and b.exists() and os.path.samefile(a, b))
 
 
 def check_output_shape(path: str | os.PathLike, shape: tuple[int, ...], axis: int = 2) -> None:
