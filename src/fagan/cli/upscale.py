@@ -38,7 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="tile side in input pixels (default: 1024 / scale, a 1024x1024 output per tile; smaller "
         "slices go through whole); 0 disables tiling",
     )
-    p.add_argument("--frame", type=int, help="frame of a 4D input to upscale")
+    p.add_argument(
+        "--frame",
+        type=int,
+        help="frame of a 4D input to upscale, from 0 (a NIfTI's 4th axis; in a DICOM series, the images "
+        "at one position in order of TemporalPositionIdentifier, then EchoTime, then InstanceNumber)",
+    )
     p.add_argument(
         "--no-consistency",
         action="store_true",
