@@ -640,9 +640,13 @@ def test_nifti_header_lies_are_named(tmp_path) -> None:
     # 1024^3 int16 voxels (2 GiB) claimed by a 25 kB .nii.gz: refused before allocating.
     huge = _gzip(tamper_nifti(nifti, ((("dim", 1, 1024), ("dim", 2, 1024), ("dim", 3, 1024)), None)))
     _refused(_write(tmp_path, "huge.nii.gz", huge), "more than a")
-    # A zeroed sform row made voxel axis 0 of length 0.
-    flat = tamper_nifti(nifti, ((("srow", 0, 0.0), ("srow", 1, 0.0), ("srow", 2, 0.0)), None))
-    _refused(_write(tmp_path, "flat.nii", flat), "the affine is singular")
+    # A zeroed sform row made voxel axis 0 of length 0; the qform of this file is valid, and the
+    # message says how to use it. Without a qform, the affine itself is named.
+    zeroed = (("srow", 0, 0.0), ("srow", 1, 0.0), ("srow", 2, 0.0))
+    flat = tamper_nifti(nifti, (zeroed, None))
+    _refused(_write(tmp_path, "flat.nii", flat), "sform is singular but the qform is valid; set sform_code")
+    alone = tamper_nifti(nifti, ((*zeroed, ("qform_code", 0, 0)), None))
+    _refused(_write(tmp_path, "alone.nii", alone), "the affine is singular")
 
 
 def _fastmri(tmp_path: Path, **changes: object) -> Path:

@@ -235,7 +235,7 @@ def _finish(path: Path, array: np.ndarray, affine: np.ndarray, meta: dict, frame
     if affine.shape != (4, 4) or not np.isfinite(affine).all():
         raise FaganError(f"{path}: the affine is not a finite 4x4 matrix; fix the file's header")
     sizes = np.linalg.norm(affine[:3, :3], axis=0)
-    if not (sizes > 0).all() or abs(np.linalg.det(affine[:3, :3])) <= 1e-6 * float(np.prod(sizes)):
+    if _singular(affine):
         raise FaganError(
             f"{path}: the affine is singular (voxel axes of length {', '.join(f'{v:g}' for v in sizes)} "
             "or parallel); fix the file's header (NIfTI sform/qform and pixdim)"
@@ -249,6 +249,12 @@ def _finish(path: Path, array: np.ndarray, affine: np.ndarray, meta: dict, frame
         **meta,
     }
     return Volume(array, affine, meta)
+
+
+def _singular(affine: np.ndarray) -> bool:
+    """Whether a voxel axis of ``affine`` has no length or the three are (nearly) coplanar."""
+    sizes = np.linalg.norm(affine[:3, :3], axis=0)
+    return not (sizes > 0).all() or abs(np.linalg.det(affine[:3, :3])) <= 1e-6 * float(np.prod(sizes))
 
 
 def _check_size(path: Path, shape: tuple[int, ...], what: str = "the header") -> None:
@@ -357,6 +363,11 @@ def _read_nifti(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray, 
     sform, qform = (int(img.header[f"{x}form_code"]) for x in "sq")
     meta["xform_code"] = sform if sform > 0 else qform
     affine = _in_mm(img, img.affine)
+    if sform > 0 and qform > 0 and _singular(affine) and not _singular(img.get_qform()):
+        raise FaganError(
+            f"{path}: the sform is singular but the qform is valid; set sform_code to 0 so that "
+            "readers use the qform (nibabel: img.set_sform(None, 0))"
+        )
     # A file registered by FSL or SPM keeps the scanner's transform in its qform beside the new
     # one in its sform, and readers differ in which they use (ITK, so ITK-SNAP and 3D Slicer,
     # reads the qform unless the sform says scanner): such a qform is carried along, so that the
