@@ -125,6 +125,41 @@ def test_a_qform_that_differs_from_the_sform_is_kept_and_resampled_alike(tmp_pat
         np.testing.assert_allclose(written @ [11.5, 9.5, 1.5, 1], in_mm @ [5.5, 4.5, 1.5, 1], atol=1e-6)
 
 
+def test_a_qform_with_its_own_code_keeps_it(tmp_path, weights_dir) -> None:
+    affine = np.diag([1.5, 1.5, 4.0, 1.0])
+    img = nib.Nifti1Image(np.random.default_rng(0).random((12, 10, 4)).astype(np.float32), affine)
+    img.set_sform(affine, 2)
+    img.set_qform(affine, 1)  # the same transform, called scanner space in the qform
+    nib.save(img, tmp_path / "lr.nii")
+    argv = ["upscale", str(tmp_path / "lr.nii"), "-o", str(tmp_path / "sr.nii"), "--scale", "2"]
+    assert main([*argv, "--weights", str(weights_dir / "x2.safetensors")]) == 0
+    header = nib.load(tmp_path / "sr.nii").header
+    assert (int(header["sform_code"]), int(header["qform_code"])) == (2, 1)
+    np.testing.assert_allclose(header.get_qform(), header.get_sform(), atol=1e-6)
+
+
+def test_a_kept_qform_follows_any_new_grid_of_the_volume(tmp_path) -> None:
+    """The qform is kept as a map between the two worlds, so a volume built from a read one with
+    another grid (here cropped by 3 voxels and resampled x2 along axis 0) gets a matching qform."""
+    from fagan.data.io import read_volume
+    from fagan.inference.output import save_result
+
+    sform = np.diag([1.5, 1.5, 4.0, 1.0])
+    qform = np.diag([-1.5, 1.5, 4.0, 1.0])
+    qform[:3, 3] = [30, -40, 12]
+    img = nib.Nifti1Image(np.random.default_rng(0).random((12, 10, 4)).astype(np.float32), sform)
+    img.set_sform(sform, 2)
+    img.set_qform(qform, 1)
+    nib.save(img, tmp_path / "in.nii")
+    volume = read_volume(tmp_path / "in.nii")
+    crop = np.eye(4)
+    crop[:3, 3] = [3, 0, 0]
+    grid = resampled_affine(volume.affine @ crop, 2, 0)
+    save_result(tmp_path / "out.nii", volume._replace(array=np.ones((18, 20, 8), np.float32), affine=grid))
+    written = nib.load(tmp_path / "out.nii").header.get_qform()
+    np.testing.assert_allclose(written, resampled_affine(qform @ crop, 2, 0), atol=1e-6)
+
+
 def test_a_sheared_affine_stays_in_the_sform_alone(tmp_path, weights_dir) -> None:
     affine = np.array([[1.5, 0.3, 0, -10], [0, 1.5, 0, 20], [0, 0, 4.0, 5], [0, 0, 0, 1]])
     header = _upscale_header(tmp_path, weights_dir, affine, 1, 0)
@@ -182,24 +217,21 @@ def test_an_output_that_is_the_input_under_another_name_is_refused(tmp_path, wei
     assert (tmp_path / "lr.nii.gz").read_bytes() == before
 
 
-def test_inputs_without_geometry_give_an_output_in_no_space(tmp_path, weights_dir, capsys) -> None:
-    """A DICOM without position and orientation, or a PNG, has no place in any space: the output
-    says so (xform code 0, not 2, "aligned") and keeps the voxel size; the DICOM gets a warning."""
-    rng = np.random.default_rng(3)
-    pixels = (rng.random((8, 10)) * 2000).astype(np.uint16)
+def test_a_dicom_without_geometry_warns_once_for_a_nifti_output(tmp_path, weights_dir, capsys) -> None:
+    """Its position in space is unknown; a NIfTI output keeps its voxel sizes and says nothing
+    true of the scanner's coordinates, so the user is told. A .npy output has no geometry at all."""
+    pixels = (np.random.default_rng(3).random((8, 10)) * 2000).astype(np.uint16)
     write_slice(tmp_path / "nogeo.dcm", pixels, position=None, orientation=None, spacing=(0.8, 0.6))
-    Image.fromarray(pixels).save(tmp_path / "slice.png")
+    write_slice(tmp_path / "geo.dcm", pixels, position=(0.0, 0.0, 0.0), spacing=(0.8, 0.6))
     weights = ["--scale", "2", "--weights", str(weights_dir / "x2.safetensors")]
-    for name, warned in (("nogeo.dcm", True), ("slice.png", False)):
-        out = tmp_path / f"{name}.nii"
+    cases = (("nogeo.dcm", "a.nii", True), ("nogeo.dcm", "a.npy", False), ("geo.dcm", "b.nii", False))
+    for name, out, warned in cases:
         capsys.readouterr()
-        assert main(["upscale", str(tmp_path / name), "-o", str(out), *weights]) == 0
-        err = capsys.readouterr().err
-        assert ("no ImagePositionPatient/ImageOrientationPatient" in err) == warned
-        assert err.count("\n") == warned
-        header = nib.load(out).header
-        assert int(header["sform_code"]) == int(header["qform_code"]) == 0
-    np.testing.assert_allclose(nib.load(tmp_path / "nogeo.dcm.nii").header.get_zooms()[:2], (0.3, 0.4))
+        assert main(["upscale", str(tmp_path / name), "-o", str(tmp_path / out), *weights]) == 0
+        lines = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+        assert len(lines) == warned
+        assert all("no usable patient position and orientation" in line for line in lines)
+    np.testing.assert_allclose(nib.load(tmp_path / "a.nii").header.get_zooms()[:2], (0.3, 0.4))
 
 
 @pytest.mark.parametrize("suffix", [".npy", ".png"])

@@ -2,7 +2,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from fagan.inference.geometry import coarse_in_plane_axis, resampled_affine, resampled_meta
+from fagan.inference.geometry import coarse_in_plane_axis, resampled_affine
 
 
 def _centre(affine: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -41,17 +41,6 @@ def test_down_then_up_is_the_identity() -> None:
     affine = np.diag([1.0, 1.0, 2.0, 1.0])
     affine[:3, 3] = [3, 4, 5]
     np.testing.assert_allclose(resampled_affine(resampled_affine(affine, 1 / 4, 2), 4, 2), affine)
-
-
-def test_a_second_transform_in_meta_is_resampled_with_the_affine() -> None:
-    qform = np.diag([1.0, 1.0, 2.0, 1.0])
-    qform[:3, 3] = [3, 4, 5]
-    meta = {"qform": qform, "qform_code": 1, "format": "nifti"}
-    down = resampled_meta(meta, 1 / 4, 0)
-    np.testing.assert_allclose(down["qform"], resampled_affine(qform, 1 / 4, 0))
-    np.testing.assert_allclose(resampled_meta(down, 4, 0)["qform"], qform)
-    assert meta["qform"] is qform and down["qform_code"] == 1  # the input's meta is left as it was
-    assert resampled_meta({"format": "dicom"}, 2, 2) == {"format": "dicom"}
 
 
 def test_coarse_in_plane_axis_finds_thick_voxels_in_the_planes_to_upscale() -> None:

@@ -7,6 +7,8 @@ import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from fagan.data.io import Volume
 
 
@@ -104,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         volume = read_volume(source, frame=args.frame)
         _check_axis(source, volume.array.shape, args.axis)
-        _warn_geometry(source, volume, args.axis)
+        _warn_geometry(source, volume, args.axis, output)
         check_png_range(output, volume.array)
         if shape is None:  # headers unreadable on their own: check now, the input already held
             check_output_shape(output, volume.array.shape, args.axis)
@@ -145,17 +147,18 @@ def _check_axis(source: object, shape: tuple[int, ...], axis: int) -> None:
         raise ValueError(f"{source} is a 2D image; upscale it along --axis 2")
 
 
-def _warn_geometry(source: object, volume: Volume, axis: int) -> None:
-    """Warn (on stderr, one line each) when a DICOM input has no geometry, and when the planes to
-    be upscaled hold the volume's thick voxels."""
+def _warn_geometry(source: object, volume: Volume, axis: int, output: Path) -> None:
+    """Warn (on stderr, one line each) when a DICOM input has no geometry for a NIfTI output, and
+    when the planes to be upscaled hold the volume's thick voxels."""
     import sys
 
     from fagan.inference.geometry import coarse_in_plane_axis, voxel_sizes
+    from fagan.inference.output import output_kind
 
-    if volume.meta.get("geometry") == "missing":  # a DICOM without position or orientation
-        print(
-            f"fagan: warning: {source} has no ImagePositionPatient/ImageOrientationPatient; the output "
-            "keeps its voxel sizes but is placed in no space (NIfTI xform code 0)",
+    if volume.meta.get("geometry") == "missing" and output_kind(output) in (".nii", ".nii.gz"):
+        print(  # a DICOM without (valid) position or orientation
+            f"fagan: warning: {source} has no usable patient position and orientation; the output "
+            "keeps its voxel sizes, but not the scanner's coordinates",
             file=sys.stderr,
         )
     coarse = coarse_in_plane_axis(volume.affine, volume.array.shape, axis)

@@ -245,7 +245,6 @@ def _finish(path: Path, array: np.ndarray, affine: np.ndarray, meta: dict, frame
         "shape": tuple(int(n) for n in array.shape),
         "voxel_size": tuple(float(v) for v in np.linalg.norm(affine[:3, :3], axis=0)),
         "frame": frame,
-        "xform_code": 0,  # in no space, unless the reader knew one (NIfTI's code, DICOM's scanner)
         **meta,
     }
     return Volume(array, affine, meta)
@@ -255,6 +254,13 @@ def _singular(affine: np.ndarray) -> bool:
     """Whether a voxel axis of ``affine`` has no length or the three are (nearly) coplanar."""
     sizes = np.linalg.norm(affine[:3, :3], axis=0)
     return not (sizes > 0).all() or abs(np.linalg.det(affine[:3, :3])) <= 1e-6 * float(np.prod(sizes))
+
+
+def _shears(affine: np.ndarray) -> bool:
+    """Whether the voxel axes of ``affine`` are not orthogonal (a qform cannot hold it)."""
+    columns = affine[:3, :3]
+    gram = columns.T @ columns
+    return not np.allclose(gram, np.diag(np.diag(gram)), rtol=0, atol=1e-6 * float(np.abs(gram).max()))
 
 
 def _check_size(path: Path, shape: tuple[int, ...], what: str = "the header") -> None:
@@ -370,12 +376,13 @@ def _read_nifti(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray, 
         )
     # A file registered by FSL or SPM keeps the scanner's transform in its qform beside the new
     # one in its sform, and readers differ in which they use (ITK, so ITK-SNAP and 3D Slicer,
-    # reads the qform unless the sform says scanner): such a qform is carried along, so that the
-    # output keeps both (see fagan.inference.geometry.resampled_meta).
+    # reads the qform unless the sform says scanner). Such a qform, or one with its own code, is
+    # kept as the map from the affine's world to the qform's, which no resampling or cropping of
+    # the voxel grid changes: the output's qform is that map times the output's affine.
     if sform > 0 and qform > 0:
         q = _in_mm(img, img.get_qform())
-        if not np.allclose(q, affine, rtol=0, atol=1e-4):
-            meta["qform"], meta["qform_code"] = q, qform
+        if qform != sform or not np.allclose(q, affine, rtol=0, atol=1e-4):
+            meta["qform_world"], meta["qform_code"] = q @ np.linalg.inv(affine), qform
     return data, affine, meta
 
 
@@ -413,8 +420,8 @@ def write_nifti(
     that set neither transform: readers then keep only its voxel sizes and place the image
     centred on the origin, x flipped, which is where nibabel's fallback affine of such an input
     put it too (any rotation in ``affine`` is lost, as the input had none to keep). A ``qform``
-    (4x4, without shear) given with its ``qform_code`` goes into the qform instead, for an image
-    whose two transforms differ.
+    (4x4) given with its ``qform_code`` goes into the qform instead, for an image whose two
+    transforms differ, unless it shears.
 
     The file is written to a temporary name in the same folder and moved into place, so a crash
     never leaves a half-written volume. An existing file is kept unless ``overwrite``.
@@ -444,11 +451,9 @@ def write_nifti(
             raise FaganError(f"write_nifti: xform_code and qform_code must be 0, 1, 2, 3 or 4, not {code}")
     img = nib.Nifti1Image(data, affine)
     img.set_sform(affine, xform_code)
-    columns = affine[:3, :3]
-    gram = columns.T @ columns
-    if qform is not None:
+    if qform is not None and not _shears(np.asarray(qform, dtype=np.float64)):
         img.set_qform(np.asarray(qform, dtype=np.float64), xform_code if qform_code is None else qform_code)
-    elif np.allclose(gram, np.diag(np.diag(gram)), rtol=0, atol=1e-6 * float(np.abs(gram).max())):
+    elif not _shears(affine):
         img.set_qform(affine, xform_code)
     else:
         img.set_qform(None, 0)

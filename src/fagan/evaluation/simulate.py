@@ -15,7 +15,7 @@ import torch
 
 from fagan.data.degrade import degrade, upsample_bicubic
 from fagan.data.io import Volume
-from fagan.inference.geometry import in_plane_axes, resampled_affine, resampled_meta
+from fagan.inference.geometry import in_plane_axes, resampled_affine
 from fagan.metrics.image import psnr, ssim_map
 from fagan.scales import check_scale
 
@@ -52,11 +52,7 @@ def simulate_low_resolution(
     lr = _volume(degrade(slices_along(hr, axis), scale, method), axis)
     return SimulatedPair(
         Volume(hr, volume.affine, volume.meta),
-        Volume(
-            lr,
-            resampled_affine(volume.affine, 1 / scale, axis),
-            dict(resampled_meta(volume.meta, 1 / scale, axis), degraded_by=scale),
-        ),
+        Volume(lr, resampled_affine(volume.affine, 1 / scale, axis), dict(volume.meta, degraded_by=scale)),
     )
 
 

@@ -32,16 +32,6 @@ def resampled_affine(affine: np.ndarray, factor: float, axis: int) -> np.ndarray
     return np.asarray(affine, dtype=np.float64) @ index_map
 
 
-def resampled_meta(meta: dict, factor: float, axis: int) -> dict:
-    """A copy of a volume's ``meta`` for the volume resampled by :func:`resampled_affine`: a
-    second transform it carries (``meta["qform"]``, a NIfTI qform that differs from the affine)
-    is resampled the same way, so that both still place every voxel where it was."""
-    meta = dict(meta)
-    if meta.get("qform") is not None:
-        meta["qform"] = resampled_affine(meta["qform"], factor, axis)
-    return meta
-
-
 def voxel_sizes(affine: np.ndarray) -> np.ndarray:
     """The length (mm) of a voxel's step along each array axis."""
     return np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)

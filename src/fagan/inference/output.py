@@ -99,13 +99,14 @@ def save_result(path: str | os.PathLike, volume: Volume, overwrite: bool = False
     kind = output_kind(path)
     if kind in (".nii", ".nii.gz"):
         meta = volume.meta
+        world = meta.get("qform_world")  # a NIfTI input's own qform, as a map from the affine's world
         write_nifti(
             path,
             volume.array,
             volume.affine,
             overwrite=overwrite,
             xform_code=meta.get("xform_code", ALIGNED),
-            qform=meta.get("qform"),
+            qform=None if world is None else np.asarray(world) @ volume.affine,
             qform_code=meta.get("qform_code"),
         )
         return path

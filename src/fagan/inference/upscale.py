@@ -31,7 +31,7 @@ from torch import nn
 from fagan.data.io import Volume
 from fagan.data.normalize import IntensityScaling, fit_scaling
 from fagan.inference.consistency import project_onto_input
-from fagan.inference.geometry import in_plane_axes, resampled_affine, resampled_meta
+from fagan.inference.geometry import in_plane_axes, resampled_affine
 
 #: Output side of the default tile: one network call of the default FA-GAN on it adds about
 #: 0.7-0.8 GB in fp32 on CPU at x2, x4 and x8 alike (BENCHMARKS.md, "One large slice").
@@ -267,5 +267,5 @@ def upscale_volume(
         result[part] = (out.clamp_min(0.0) if magnitude else out).cpu().numpy()
         bar.update(part.stop - part.start)
     bar.close()
-    meta = dict(resampled_meta(volume.meta, scale, axis), upscaled_by=scale, upscale_axis=axis)
+    meta = dict(volume.meta, upscaled_by=scale, upscale_axis=axis)
     return Volume(np.moveaxis(result, 0, axis), resampled_affine(volume.affine, scale, axis), meta)
