@@ -469,11 +469,13 @@ def write_nifti(
 
 @dataclass
 class _Slice:
-    """One 2D DICOM image: its position (LPS mm, or None), a tie-break key and a loader."""
+    """One 2D DICOM image: its position (LPS mm, or None), a tie-break key, a loader, and what
+    an error calls it (its file, or its frame)."""
 
     position: np.ndarray | None
     key: tuple
     load: Callable[[], np.ndarray]  # -> float32 (Rows, Columns), rescale applied
+    name: str
 
 
 @dataclass
@@ -627,6 +629,33 @@ def _normal(orientation: np.ndarray) -> np.ndarray:
     return normal / (np.linalg.norm(normal) or 1.0)
 
 
+def _off_line(positions: np.ndarray, normal: np.ndarray, fit: np.ndarray) -> np.ndarray:
+    """How far (mm) each of ``positions`` (n, 3) lies from the least-squares line through those at
+    the indices ``fit``, within the slices' plane (along ``normal``, the gap check has the say)."""
+    k = np.arange(len(positions), dtype=np.float64)
+    start, step = np.polynomial.polynomial.polyfit(k[fit], positions[fit], 1)
+    residual = positions - (start + k[:, None] * step)
+    residual -= np.outer(residual @ normal, normal)
+    return np.linalg.norm(residual, axis=1)
+
+
+def _check_line(
+    path: Path, positions: np.ndarray, normal: np.ndarray, tolerance: float, names: list[str]
+) -> None:
+    """Refuse a stack whose slices do not lie on one straight line (a tilted stack does): the
+    slice furthest off is named, with its distance from the line through the others."""
+    if len(positions) < 3:
+        return
+    everyone = np.arange(len(positions))
+    worst = int(_off_line(positions, normal, everyone).argmax())
+    off = float(_off_line(positions, normal, np.delete(everyone, worst))[worst])
+    if off > tolerance:
+        raise FaganError(
+            f"{path}: {names[worst]} lies {off:.3g} mm off the line through the other slices' positions "
+            "(ImagePositionPatient), within their plane; keep one series per folder"
+        )
+
+
 def _assemble(
     path: Path, slices: list[_Slice], plane: _Plane, frame: int | None
 ) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -671,14 +700,7 @@ def _assemble(
                     f"{gaps.max():.3g} mm); a file is probably missing - restore the full series"
                 )
             step = (positions[-1] - positions[0]) / (len(chosen) - 1)
-            line = positions[0] + np.arange(len(chosen))[:, None] * step
-            off = np.linalg.norm(positions - line, axis=1)
-            if off.max() > 0.1 * min(plane.spacing) + 1e-3:
-                k = int(off.argmax())
-                raise FaganError(
-                    f"{path}: slice {k + 1} of {len(chosen)} lies {off[k]:.3g} mm off the line through "
-                    "the others' positions (ImagePositionPatient); keep one series per folder"
-                )
+            _check_line(path, positions, normal, 0.5 * min(plane.spacing), [s.name for s in chosen])
         else:
             step = normal * plane.thickness
         lps = np.eye(4)
@@ -753,7 +775,7 @@ def _read_dicom_file(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndar
         def load(f: int = f, slope: float = slope, intercept: float = intercept) -> np.ndarray:
             return pixels[f].astype(np.float32) * np.float32(slope) + np.float32(intercept)
 
-        slices.append(_Slice(position, (temporal, f), load))
+        slices.append(_Slice(position, (temporal, f), load, f"frame {f + 1}"))
     plane = _plane(ds, 0 if n > 1 else None)
     array, affine, meta = _assemble(path, slices, plane, frame)
     meta.update(_dicom_meta(ds), format="dicom", n_images=n)
@@ -790,6 +812,7 @@ def _read_dicom_series(path: Path, frame: int | None) -> tuple[np.ndarray, np.nd
         path, (_whole(path, first, "Rows", 0), _whole(path, first, "Columns", 0), len(files)), "the series"
     )
     plane = _plane(first)
+    first_spacing = _floats(first.get("PixelSpacing"), 2)
     slices = []
     for p, h in zip(files, headers, strict=True):
         orientation = _floats(h.get("ImageOrientationPatient"), 6)
@@ -799,10 +822,11 @@ def _read_dicom_series(path: Path, frame: int | None) -> tuple[np.ndarray, np.nd
                     f"{path}: the slices have different orientations; keep one series per folder"
                 )
         spacing = _floats(h.get("PixelSpacing"), 2)
-        if spacing is not None and not np.allclose(spacing, plane.spacing, rtol=1e-4, atol=0):
+        known = spacing is not None and first_spacing is not None
+        if known and not np.allclose(spacing, first_spacing, rtol=1e-3):
             raise FaganError(
                 f"{path}: the slices have different pixel spacings ({spacing[0]:g}x{spacing[1]:g} mm in "
-                f"{p.name}, {plane.spacing[0]:g}x{plane.spacing[1]:g} in {files[0].name}); "
+                f"{p.name}, {first_spacing[0]:g}x{first_spacing[1]:g} in {files[0].name}); "
                 "keep one series per folder"
             )
         key = (
@@ -821,7 +845,7 @@ def _read_dicom_series(path: Path, frame: int | None) -> tuple[np.ndarray, np.nd
             slope, intercept = _rescale(p, ds, None)
             return image * np.float32(slope) + np.float32(intercept)
 
-        slices.append(_Slice(_floats(h.get("ImagePositionPatient"), 3), key, load))
+        slices.append(_Slice(_floats(h.get("ImagePositionPatient"), 3), key, load, p.name))
     array, affine, meta = _assemble(path, slices, plane, frame)
     meta.update(_dicom_meta(first), format="dicom-series", n_images=len(files))
     return array, affine, meta
