@@ -206,8 +206,10 @@ def test_dicom_series_to_nifti(tmp_path, weights_dir) -> None:
 
 
 def test_an_output_that_is_the_input_under_another_name_is_refused(tmp_path, weights_dir, capsys) -> None:
-    """A second name of the input file (a hard link here; on a case-insensitive file system, the
-    name in other case) would have the input replaced with --overwrite."""
+    """On a case-insensitive file system the input's name in other case is the input itself, and
+    --overwrite would replace it. The check asks the file system (os.path.samefile), which this
+    test shows with the second name Linux can make, a hard link (which the write through a
+    temporary file would not harm, but which is the input all the same)."""
     _nifti(tmp_path / "lr.nii.gz")
     (tmp_path / "LR.nii.gz").hardlink_to(tmp_path / "lr.nii.gz")
     before = (tmp_path / "lr.nii.gz").read_bytes()
@@ -215,6 +217,29 @@ def test_an_output_that_is_the_input_under_another_name_is_refused(tmp_path, wei
     weights = ["--scale", "2", "--weights", str(weights_dir / "x2.safetensors")]
     _fails(capsys, [*args, *weights], "overwrite the input")
     assert (tmp_path / "lr.nii.gz").read_bytes() == before
+
+
+def test_clipping_shallow_negatives_is_said_and_can_be_turned_off(tmp_path, weights_dir, capsys) -> None:
+    """An input with one shallow negative voxel is clipped like a magnitude image, with a note;
+    --clip-negative no keeps the output's negative values, and yes clips a signed input."""
+    array, _ = _nifti(tmp_path / "lr.nii.gz", offset=100)
+    array[0, 0, 0] = -20  # 1.8% of the bright end
+    nib.save(nib.Nifti1Image(array, np.diag([1.5, 1.5, 4.0, 1.0])), tmp_path / "lr.nii.gz")
+    nib.save(nib.Nifti1Image(array - 600, np.diag([1.5, 1.5, 4.0, 1.0])), tmp_path / "signed.nii.gz")
+    weights = ["--scale", "2", "--weights", str(weights_dir / "x2.safetensors")]
+    minima = {}
+    for name, source, extra in (
+        ("auto", "lr", []),
+        ("no", "lr", ["--clip-negative", "no"]),
+        ("signed", "signed", []),
+        ("signed_yes", "signed", ["--clip-negative", "yes"]),
+    ):
+        out = tmp_path / f"sr_{name}.nii.gz"
+        assert main(["upscale", str(tmp_path / f"{source}.nii.gz"), "-o", str(out), *weights, *extra]) == 0
+        err = capsys.readouterr().err
+        assert ("below 0 (1 voxels, down to -20, 1.8% of its bright end)" in err) == (name == "auto")
+        minima[name] = nib.load(out).get_fdata().min()
+    assert minima["auto"] == 0 and minima["no"] < 0 and minima["signed"] < -100 and minima["signed_yes"] == 0
 
 
 def test_a_dicom_without_geometry_warns_once_for_a_nifti_output(tmp_path, weights_dir, capsys) -> None:

@@ -162,10 +162,10 @@ def test_shallow_undershoot_in_the_input_still_makes_a_magnitude_image() -> None
     rng = np.random.default_rng(2)
     magnitude = rng.random((24, 24, 2)).astype(np.float32) * 900 + 100
     magnitude[0, 0, 0] = -1.0  # undershoot: 0.1% of the bright end
-    magnitude[5, 5, 1] = -80.0  # 8.5%
+    magnitude[5, 5, 1] = -80.0  # 8% of the bright end
     assert is_magnitude(magnitude) and is_magnitude(np.abs(magnitude))
     assert not is_magnitude(magnitude - 500)  # a difference image: as deep below 0 as above
-    assert not is_magnitude(np.where(magnitude > 0, magnitude, -120.0))  # 12.6%: deeper than undershoot
+    assert not is_magnitude(np.where(magnitude > 0, magnitude, -120.0))  # 12%: deeper than undershoot
     assert not is_magnitude(-np.abs(magnitude))
     generator = tiny_generator(2)
     out = upscale_volume(Volume(magnitude, np.eye(4), {}), generator).array

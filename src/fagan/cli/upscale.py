@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pathlib import Path
 
+    import numpy as np
+
     from fagan.data.io import Volume
 
 
@@ -52,6 +54,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="skip the data-consistency projection (on by default for weights trained on bicubic LR: "
         "the output, downsampled, reproduces the input exactly, except where values below 0 are "
         "clipped for a magnitude image: an input with no values below 0, or only shallow ones)",
+    )
+    p.add_argument(
+        "--clip-negative",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="set output values below 0 to 0: auto (the default) does for a magnitude image, an input "
+        "with no values below 0 or only shallow ones (none below -10%% of its 99.5th percentile), and "
+        "says so when it had any",
     )
     p.add_argument(
         "--self-ensemble",
@@ -119,6 +129,9 @@ def run(args: argparse.Namespace) -> int:
         if consistency and degradation != "bicubic":
             log.info("no data-consistency projection: %s was trained on %s LR", weights, degradation)
             consistency = False
+        clip_negative = {"auto": None, "yes": True, "no": False}[args.clip_negative]
+        if clip_negative is None:
+            _note_undershoot(source, volume.array)
         result = upscale_volume(
             volume,
             generator,
@@ -129,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
             progress=sys.stderr.isatty(),
             self_ensemble=args.self_ensemble,
             consistency=consistency,
+            clip_negative=clip_negative,
         )
         save_result(output, result, overwrite=args.overwrite)
     except MemoryError:
@@ -145,6 +159,23 @@ def _check_axis(source: object, shape: tuple[int, ...], axis: int) -> None:
     """Refuse a 2D image (one slice along axis 2) asked to be upscaled along another axis."""
     if axis != 2 and shape[2] == 1:
         raise ValueError(f"{source} is a 2D image; upscale it along --axis 2")
+
+
+def _note_undershoot(source: object, array: np.ndarray) -> None:
+    """Say (on stderr, one line) when an input with values below 0 is taken for a magnitude image,
+    whose output is then clipped at 0."""
+    import sys
+
+    from fagan.inference.upscale import bright_end, is_magnitude
+
+    low = float(array.min())
+    if low < 0 and is_magnitude(array):
+        print(
+            f"fagan: note: {source} has values below 0 ({int((array < 0).sum())} voxels, down to "
+            f"{low:.4g}, {-low / bright_end(array):.1%} of its bright end), taken for undershoot of a "
+            "magnitude image: the output is clipped at 0 (--clip-negative no keeps its negative values)",
+            file=sys.stderr,
+        )
 
 
 def _warn_geometry(source: object, volume: Volume, axis: int, output: Path) -> None:
