@@ -242,6 +242,14 @@ def test_clipping_shallow_negatives_is_said_and_can_be_turned_off(tmp_path, weig
     assert minima["auto"] == 0 and minima["no"] < 0 and minima["signed"] < -100 and minima["signed_yes"] == 0
 
 
+def test_a_wrapped_phase_map_gets_a_warning(tmp_path, weights_dir, capsys) -> None:
+    phase = np.angle(np.exp(1j * np.linspace(0, 12, 12 * 10 * 4))).reshape(12, 10, 4).astype(np.float32)
+    nib.save(nib.Nifti1Image(phase, np.diag([1.5, 1.5, 4.0, 1.0])), tmp_path / "phase.nii.gz")
+    args = ["upscale", str(tmp_path / "phase.nii.gz"), "-o", str(tmp_path / "sr.nii.gz"), "--scale", "2"]
+    assert main([*args, "--weights", str(weights_dir / "x2.safetensors")]) == 0
+    assert "like a wrapped phase map" in capsys.readouterr().err
+
+
 def test_a_dicom_without_geometry_warns_once_for_a_nifti_output(tmp_path, weights_dir, capsys) -> None:
     """Its position in space is unknown; a NIfTI output keeps its voxel sizes and says nothing
     true of the scanner's coordinates, so the user is told. A .npy output has no geometry at all."""

@@ -162,13 +162,20 @@ def _check_axis(source: object, shape: tuple[int, ...], axis: int) -> None:
 
 
 def _note_undershoot(source: object, array: np.ndarray) -> None:
-    """Say (on stderr, one line) when an input with values below 0 is taken for a magnitude image,
-    whose output is then clipped at 0."""
+    """Say (on stderr, one line each) when an input looks like a wrapped phase map, and when an
+    input with values below 0 is taken for a magnitude image, whose output is then clipped at 0."""
     import sys
 
     from fagan.inference.upscale import bright_end, is_magnitude
 
-    low = float(array.min())
+    low, high = float(array.min()), float(array.max())
+    if -3.3 < low < -3.0 and 3.0 < high < 3.3:  # -pi..pi, and not a magnitude image
+        print(
+            f"fagan: warning: {source} holds values from {low:.4g} to {high:.4g}, like a wrapped phase "
+            "map; its output blends across the wraps and can leave that range - upscale the "
+            "magnitude image, or the phase unwrapped",
+            file=sys.stderr,
+        )
     if low < 0 and is_magnitude(array):
         print(
             f"fagan: note: {source} has values below 0 ({int((array < 0).sum())} voxels, down to "
