@@ -260,17 +260,25 @@ def test_dicom_series_whose_slices_differ_in_pixel_spacing_is_refused(tmp_path):
     assert read_volume(tmp_path / "t").array.shape == (4, 6, 4)
 
 
-def test_dicom_series_with_a_slice_off_the_line_of_the_others_is_refused(tmp_path):
-    positions = [ORIGIN + k * STEP * NORMAL for k in range(5)]
-    positions[3] = positions[3] + 10 * ROW_COS  # moved 10 mm within its plane
-    _write_slices(tmp_path / "s", positions, [SPACING] * 5)
-    with pytest.raises(FaganError, match="003.dcm lies 10 mm off the line"):
+@pytest.mark.parametrize(
+    ("n", "moved", "by"), [(5, 3, 10.0), (5, 0, 4.0), (5, 4, 1.0), (4, 3, 1.0), (4, 0, 1.0)]
+)
+def test_dicom_series_with_a_slice_off_the_line_of_the_others_is_refused(tmp_path, n, moved, by):
+    """The file blamed is the one moved, an end slice included, with its distance from the line
+    through the others (a slice next to a moved end one lies further from the line through all)."""
+    positions = [ORIGIN + k * STEP * NORMAL for k in range(n)]
+    positions[moved] = positions[moved] + by * ROW_COS  # within its plane
+    _write_slices(tmp_path / "s", positions, [SPACING] * n)
+    with pytest.raises(FaganError, match=f"{moved:03d}.dcm lies {by:g} mm off the line"):
         read_volume(tmp_path / "s")
-    positions[3] = positions[3] - 10 * ROW_COS
-    positions[0] = positions[0] + 4 * COL_COS  # an end slice: the fault is still its own
-    _write_slices(tmp_path / "t", positions, [SPACING] * 5)
-    with pytest.raises(FaganError, match="000.dcm lies 4 mm off the line"):
-        read_volume(tmp_path / "t")
+
+
+def test_three_slices_off_one_line_are_refused_without_blaming_one(tmp_path):
+    positions = [ORIGIN + k * STEP * NORMAL for k in range(3)]
+    positions[2] = positions[2] + 2 * ROW_COS
+    _write_slices(tmp_path / "s", positions, [SPACING] * 3)
+    with pytest.raises(FaganError, match="of 000.dcm, 001.dcm, 002.dcm do not lie on one line .*1 mm off"):
+        read_volume(tmp_path / "s")
 
 
 def test_dicom_series_with_jittered_positions_is_read(tmp_path):

@@ -10,6 +10,7 @@ from data.dicom_helpers import write_slice
 from PIL import Image
 
 from fagan.cli import main
+from fagan.data.io import read_volume
 from fagan.inference.geometry import resampled_affine
 
 
@@ -141,7 +142,6 @@ def test_a_qform_with_its_own_code_keeps_it(tmp_path, weights_dir) -> None:
 def test_a_kept_qform_follows_any_new_grid_of_the_volume(tmp_path) -> None:
     """The qform is kept as a map between the two worlds, so a volume built from a read one with
     another grid (here cropped by 3 voxels and resampled x2 along axis 0) gets a matching qform."""
-    from fagan.data.io import read_volume
     from fagan.inference.output import save_result
 
     sform = np.diag([1.5, 1.5, 4.0, 1.0])
@@ -237,7 +237,7 @@ def test_clipping_shallow_negatives_is_said_and_can_be_turned_off(tmp_path, weig
         out = tmp_path / f"sr_{name}.nii.gz"
         assert main(["upscale", str(tmp_path / f"{source}.nii.gz"), "-o", str(out), *weights, *extra]) == 0
         err = capsys.readouterr().err
-        assert ("below 0 (1 voxels, down to -20, 1.8% of its bright end)" in err) == (name == "auto")
+        assert ("below 0 (1 voxel, down to -20, 1.8% of its bright end)" in err) == (name == "auto")
         minima[name] = nib.load(out).get_fdata().min()
     assert minima["auto"] == 0 and minima["no"] < 0 and minima["signed"] < -100 and minima["signed_yes"] == 0
 
@@ -245,9 +245,11 @@ def test_clipping_shallow_negatives_is_said_and_can_be_turned_off(tmp_path, weig
 def test_a_wrapped_phase_map_gets_a_warning(tmp_path, weights_dir, capsys) -> None:
     phase = np.angle(np.exp(1j * np.linspace(0, 12, 12 * 10 * 4))).reshape(12, 10, 4).astype(np.float32)
     nib.save(nib.Nifti1Image(phase, np.diag([1.5, 1.5, 4.0, 1.0])), tmp_path / "phase.nii.gz")
-    args = ["upscale", str(tmp_path / "phase.nii.gz"), "-o", str(tmp_path / "sr.nii.gz"), "--scale", "2"]
-    assert main([*args, "--weights", str(weights_dir / "x2.safetensors")]) == 0
-    assert "like a wrapped phase map" in capsys.readouterr().err
+    for clip in ("auto", "yes"):  # whatever the clipping
+        out = tmp_path / f"sr_{clip}.nii.gz"
+        args = ["upscale", str(tmp_path / "phase.nii.gz"), "-o", str(out), "--clip-negative", clip]
+        assert main([*args, "--scale", "2", "--weights", str(weights_dir / "x2.safetensors")]) == 0
+        assert "like a wrapped phase map" in capsys.readouterr().err
 
 
 def test_a_dicom_without_geometry_warns_once_for_a_nifti_output(tmp_path, weights_dir, capsys) -> None:
@@ -264,7 +266,11 @@ def test_a_dicom_without_geometry_warns_once_for_a_nifti_output(tmp_path, weight
         lines = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
         assert len(lines) == warned
         assert all("no usable patient position and orientation" in line for line in lines)
-    np.testing.assert_allclose(nib.load(tmp_path / "a.nii").header.get_zooms()[:2], (0.3, 0.4))
+    output = nib.load(tmp_path / "a.nii")
+    np.testing.assert_allclose(output.header.get_zooms()[:2], (0.3, 0.4))
+    # Placed as it was read (code 2 for both transforms: code 0 would make readers flip it).
+    assert int(output.header["sform_code"]) == int(output.header["qform_code"]) == 2
+    assert nib.aff2axcodes(output.affine) == nib.aff2axcodes(read_volume(tmp_path / "nogeo.dcm").affine)
 
 
 @pytest.mark.parametrize("suffix", [".npy", ".png"])

@@ -7,7 +7,7 @@ from fagan.data.io import Volume
 from fagan.data.normalize import IntensityScaling, fit_scaling
 from fagan.inference import upscale as upscale_module
 from fagan.inference import upscale_batch, upscale_volume
-from fagan.inference.upscale import default_tile, is_magnitude
+from fagan.inference.upscale import bright_end, default_tile, is_magnitude
 
 from .conftest import tiny_generator
 
@@ -172,6 +172,15 @@ def test_shallow_undershoot_in_the_input_still_makes_a_magnitude_image() -> None
     assert out.min() == 0.0
     signed = upscale_volume(Volume(magnitude - 500, np.eye(4), {}), generator).array
     assert signed.min() < -100
+
+
+def test_the_bright_end_of_a_large_volume_is_not_taken_from_a_few_planes() -> None:
+    """A stride through a large volume could fall on a few of its planes; random draws do not."""
+    volume = np.ones((128, 128, 256), dtype=np.float32)
+    volume[:, :, 1::2] = 100.0  # every other plane bright
+    assert bright_end(volume) == 100.0
+    small = np.arange(1000, dtype=np.float32)
+    assert bright_end(small) == np.percentile(small, 99.5)  # exact below 2**20 values
 
 
 def test_self_ensemble_averages_the_eight_rotations_and_mirror_images() -> None:

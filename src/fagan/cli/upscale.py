@@ -130,8 +130,7 @@ def run(args: argparse.Namespace) -> int:
             log.info("no data-consistency projection: %s was trained on %s LR", weights, degradation)
             consistency = False
         clip_negative = {"auto": None, "yes": True, "no": False}[args.clip_negative]
-        if clip_negative is None:
-            _note_undershoot(source, volume.array)
+        _note_values(source, volume.array, clip_negative)
         result = upscale_volume(
             volume,
             generator,
@@ -161,10 +160,13 @@ def _check_axis(source: object, shape: tuple[int, ...], axis: int) -> None:
         raise ValueError(f"{source} is a 2D image; upscale it along --axis 2")
 
 
-def _note_undershoot(source: object, array: np.ndarray) -> None:
+def _note_values(source: object, array: np.ndarray, clip_negative: bool | None) -> None:
     """Say (on stderr, one line each) when an input looks like a wrapped phase map, and when an
-    input with values below 0 is taken for a magnitude image, whose output is then clipped at 0."""
+    input with values below 0 is taken for a magnitude image (``clip_negative`` None, "auto"),
+    whose output is then clipped at 0."""
     import sys
+
+    import numpy as np
 
     from fagan.inference.upscale import bright_end, is_magnitude
 
@@ -176,9 +178,10 @@ def _note_undershoot(source: object, array: np.ndarray) -> None:
             "magnitude image, or the phase unwrapped",
             file=sys.stderr,
         )
-    if low < 0 and is_magnitude(array):
+    if clip_negative is None and low < 0 and is_magnitude(array):
+        n = int(np.count_nonzero(array < 0))
         print(
-            f"fagan: note: {source} has values below 0 ({int((array < 0).sum())} voxels, down to "
+            f"fagan: note: {source} has values below 0 ({n} voxel{'s' if n != 1 else ''}, down to "
             f"{low:.4g}, {-low / bright_end(array):.1%} of its bright end), taken for undershoot of a "
             "magnitude image: the output is clipped at 0 (--clip-negative no keeps its negative values)",
             file=sys.stderr,

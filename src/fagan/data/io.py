@@ -379,7 +379,7 @@ def _read_nifti(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray, 
     # reads the qform unless the sform says scanner). Such a qform, or one with its own code, is
     # kept as the map from the affine's world to the qform's, which no resampling or cropping of
     # the voxel grid changes: the output's qform is that map times the output's affine.
-    if sform > 0 and qform > 0:
+    if sform > 0 and qform > 0 and not _singular(affine):  # a singular one is refused by _finish
         q = _in_mm(img, img.get_qform())
         if qform != sform or not np.allclose(q, affine, rtol=0, atol=1e-4):
             meta["qform_world"], meta["qform_code"] = q @ np.linalg.inv(affine), qform
@@ -642,17 +642,30 @@ def _off_line(positions: np.ndarray, normal: np.ndarray, fit: np.ndarray) -> np.
 def _check_line(
     path: Path, positions: np.ndarray, normal: np.ndarray, tolerance: float, names: list[str]
 ) -> None:
-    """Refuse a stack whose slices do not lie on one straight line (a tilted stack does): the
-    slice furthest off is named, with its distance from the line through the others."""
-    if len(positions) < 3:
+    """Refuse a stack whose slices do not lie on one straight line (a tilted stack does).
+
+    The slice blamed is the one whose removal leaves the others on the straightest line, and its
+    distance from that line is what is measured. Three slices cannot tell which one is off."""
+    n = len(positions)
+    if n < 3:
         return
-    everyone = np.arange(len(positions))
-    worst = int(_off_line(positions, normal, everyone).argmax())
-    off = float(_off_line(positions, normal, np.delete(everyone, worst))[worst])
+    everyone = np.arange(n)
+    without = [_off_line(positions, normal, np.delete(everyone, i)) for i in range(n)]
+    advice = "keep one complete series per folder, or export it again"
+    if n == 3:  # any two lie on a line: measure the middle one against the ends
+        off = float(without[1][1])
+        if off > tolerance:
+            raise FaganError(
+                f"{path}: the positions of {', '.join(names)} do not lie on one line (the middle one "
+                f"lies {off:.3g} mm off the line through the other two, within their plane); {advice}"
+            )
+        return
+    culprit = min(range(n), key=lambda i: float(np.delete(without[i], i).max()))
+    off = float(without[culprit][culprit])
     if off > tolerance:
         raise FaganError(
-            f"{path}: {names[worst]} lies {off:.3g} mm off the line through the other slices' positions "
-            "(ImagePositionPatient), within their plane; keep one series per folder"
+            f"{path}: {names[culprit]} lies {off:.3g} mm off the line through the other slices' "
+            f"positions (ImagePositionPatient), within their plane; {advice}"
         )
 
 
@@ -700,7 +713,9 @@ def _assemble(
                     f"{gaps.max():.3g} mm); a file is probably missing - restore the full series"
                 )
             step = (positions[-1] - positions[0]) / (len(chosen) - 1)
-            _check_line(path, positions, normal, 0.5 * min(plane.spacing), [s.name for s in chosen])
+            # half a pixel, but no less than positions rounded to 0.1 mm can be off
+            tolerance = max(0.5 * min(plane.spacing), 0.15)
+            _check_line(path, positions, normal, tolerance, [s.name for s in chosen])
         else:
             step = normal * plane.thickness
         lps = np.eye(4)
@@ -775,7 +790,7 @@ def _read_dicom_file(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndar
         def load(f: int = f, slope: float = slope, intercept: float = intercept) -> np.ndarray:
             return pixels[f].astype(np.float32) * np.float32(slope) + np.float32(intercept)
 
-        slices.append(_Slice(position, (temporal, f), load, f"frame {f + 1}"))
+        slices.append(_Slice(position, (temporal, f), load, f"frame {f + 1} of the file"))
     plane = _plane(ds, 0 if n > 1 else None)
     array, affine, meta = _assemble(path, slices, plane, frame)
     meta.update(_dicom_meta(ds), format="dicom", n_images=n)
