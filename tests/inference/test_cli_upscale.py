@@ -160,6 +160,17 @@ def test_a_kept_qform_follows_any_new_grid_of_the_volume(tmp_path) -> None:
     np.testing.assert_allclose(written, resampled_affine(qform @ crop, 2, 0), atol=1e-6)
 
 
+def test_the_output_keeps_the_display_window_and_says_what_made_it(tmp_path, weights_dir) -> None:
+    img = nib.Nifti1Image(np.random.default_rng(0).random((12, 10, 4)).astype(np.float32) * 900, np.eye(4))
+    img.header["cal_min"], img.header["cal_max"] = 50.0, 700.0  # the window a viewer opens it with
+    nib.save(img, tmp_path / "lr.nii")
+    argv = ["upscale", str(tmp_path / "lr.nii"), "-o", str(tmp_path / "sr.nii"), "--scale", "2"]
+    assert main([*argv, "--weights", str(weights_dir / "x2.safetensors")]) == 0
+    header = nib.load(tmp_path / "sr.nii").header
+    assert (float(header["cal_min"]), float(header["cal_max"])) == (50.0, 700.0)
+    assert header["descrip"].item().decode().endswith("x2 super-resolution of lr.nii")
+
+
 def test_a_sheared_affine_stays_in_the_sform_alone(tmp_path, weights_dir) -> None:
     affine = np.array([[1.5, 0.3, 0, -10], [0, 1.5, 0, 20], [0, 0, 4.0, 5], [0, 0, 0, 1]])
     header = _upscale_header(tmp_path, weights_dir, affine, 1, 0)

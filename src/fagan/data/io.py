@@ -379,6 +379,10 @@ def _read_nifti(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray, 
     # reads the qform unless the sform says scanner). Such a qform, or one with its own code, is
     # kept as the map from the affine's world to the qform's, which no resampling or cropping of
     # the voxel grid changes: the output's qform is that map times the output's affine.
+    # The display window viewers open it with (cal_min, cal_max), in the units the output keeps.
+    cal = (float(img.header["cal_min"]), float(img.header["cal_max"]))
+    if np.isfinite(cal).all() and cal[1] > cal[0]:
+        meta["display_range"] = cal
     if sform > 0 and qform > 0 and not _singular(affine):  # a singular one is refused by _finish
         q = _in_mm(img, img.get_qform())
         if qform != sform or not np.allclose(q, affine, rtol=0, atol=1e-4):
@@ -411,6 +415,8 @@ def write_nifti(
     xform_code: int = ALIGNED,
     qform: np.ndarray | None = None,
     qform_code: int | None = None,
+    display_range: tuple[float, float] | None = None,
+    description: str = "",
 ) -> None:
     """Write ``array`` (2D or 3D, stored as float32) with ``affine`` (4x4) to ``.nii``/``.nii.gz``.
 
@@ -421,7 +427,9 @@ def write_nifti(
     centred on the origin, x flipped, which is where nibabel's fallback affine of such an input
     put it too (any rotation in ``affine`` is lost, as the input had none to keep). A ``qform``
     (4x4) given with its ``qform_code`` goes into the qform instead, for an image whose two
-    transforms differ, unless it shears.
+    transforms differ, unless it shears. ``display_range`` (low, high) goes into cal_min/cal_max,
+    where viewers take the initial window from, and ``description`` (cut to 79 characters) into
+    descrip.
 
     The file is written to a temporary name in the same folder and moved into place, so a crash
     never leaves a half-written volume. An existing file is kept unless ``overwrite``.
@@ -459,6 +467,9 @@ def write_nifti(
         img.set_qform(None, 0)
     img.set_data_dtype(np.float32)
     img.header.set_xyzt_units("mm", "sec")
+    if display_range is not None:
+        img.header["cal_min"], img.header["cal_max"] = display_range
+    img.header["descrip"] = description.encode("ascii", "replace")[:79]
     with atomic_path(path, suffix=suffix) as tmp:
         nib.save(img, tmp)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fagan import FaganError, atomic
+from fagan import FaganError, __version__, atomic
 from fagan.atomic import atomic_path
 from fagan.data.io import ALIGNED, Volume, write_nifti
 
@@ -108,6 +108,8 @@ def save_result(path: str | os.PathLike, volume: Volume, overwrite: bool = False
             xform_code=meta.get("xform_code", ALIGNED),
             qform=None if world is None else np.asarray(world) @ volume.affine,
             qform_code=meta.get("qform_code"),
+            display_range=meta.get("display_range"),
+            description=_provenance(meta),
         )
         return path
     if path.exists() and not overwrite:
@@ -126,6 +128,14 @@ def save_result(path: str | os.PathLike, volume: Volume, overwrite: bool = False
             pixels = np.clip(np.rint(image), 0, np.iinfo(dtype).max).astype(dtype)
             Image.fromarray(pixels).save(tmp, format="PNG")
     return path
+
+
+def _provenance(meta: dict) -> str:
+    """What the NIfTI header's descrip says of an output: what made it, from which file."""
+    if "upscaled_by" not in meta:
+        return ""
+    source = Path(str(meta.get("path", ""))).name
+    return f"fagan {__version__} x{meta['upscaled_by']} super-resolution of {source}"
 
 
 def leftovers(path: str | os.PathLike) -> list[Path]:
