@@ -374,15 +374,15 @@ def _read_nifti(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray, 
             f"{path}: the sform is singular but the qform is valid; set sform_code to 0 so that "
             "readers use the qform (nibabel: img.set_sform(None, 0))"
         )
+    # The display window viewers open it with (cal_min, cal_max), in the units the output keeps.
+    cal = (float(img.header["cal_min"]), float(img.header["cal_max"]))
+    if np.isfinite(cal).all() and cal[1] > cal[0]:
+        meta["display_range"] = cal
     # A file registered by FSL or SPM keeps the scanner's transform in its qform beside the new
     # one in its sform, and readers differ in which they use (ITK, so ITK-SNAP and 3D Slicer,
     # reads the qform unless the sform says scanner). Such a qform, or one with its own code, is
     # kept as the map from the affine's world to the qform's, which no resampling or cropping of
     # the voxel grid changes: the output's qform is that map times the output's affine.
-    # The display window viewers open it with (cal_min, cal_max), in the units the output keeps.
-    cal = (float(img.header["cal_min"]), float(img.header["cal_max"]))
-    if np.isfinite(cal).all() and cal[1] > cal[0]:
-        meta["display_range"] = cal
     if sform > 0 and qform > 0 and not _singular(affine):  # a singular one is refused by _finish
         q = _in_mm(img, img.get_qform())
         if qform != sform or not np.allclose(q, affine, rtol=0, atol=1e-4):
