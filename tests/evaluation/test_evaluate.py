@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from skimage.metrics import peak_signal_noise_ratio
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from fagan.evaluation import foreground_mask, score_volume
 from fagan.evaluation.evaluate import (
@@ -47,6 +47,17 @@ def test_masked_scores() -> None:
     inside = score_volume(sr, hr, mask=mask)
     data_range = float(hr.max() - hr.min())
     assert inside.psnr_fg == pytest.approx(peak_signal_noise_ratio(hr[mask], sr[mask], data_range=data_range))
+    # SSIM inside the mask: scikit-image's local SSIM map of each slice, at the positions whose
+    # 11x11 window lies inside the slice and is centred in the mask, pooled over the volume.
+    pooled = []
+    for k in range(hr.shape[2]):
+        _, local = structural_similarity(
+            hr[:, :, k], sr[:, :, k], gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+            data_range=data_range, full=True,
+        )
+        pooled.append(local[5:-5, 5:-5][mask[5:-5, 5:-5, k]])
+    assert 0.05 < mask.mean() < 0.95 and inside.ssim_fg != pytest.approx(inside.ssim, abs=1e-3)
+    assert inside.ssim_fg == pytest.approx(float(np.concatenate(pooled).mean()), abs=1e-4)
     assert math.isnan(score_volume(sr, hr).psnr_fg)
     with pytest.raises(ValueError, match="empty"):
         score_volume(sr, hr, mask=np.zeros(hr.shape, bool))
