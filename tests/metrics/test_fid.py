@@ -82,10 +82,28 @@ def test_scripted_network_loads_from_a_path_and_gives_features(tmp_path) -> None
     path = tmp_path / "tiny.pt"
     torch.jit.script(_TinyFeatures()).save(str(path))
     network = load_inception(path)
+    torch.manual_seed(0)
     slices = torch.rand(5, 1, 20, 20)
-    features = inception_features(network, [(slices, (0.0, 1.0)), (slices[:2], (0.0, 1.0))], batch_size=2)
+    features = inception_features(network, [(slices, (0.0, 1.0)), (slices[:2], (0.0, 2.0))], batch_size=2)
     assert features.shape == (7, FEATURES)
+    # Each batch goes through the network as Inception's input, with its own data range.
+    with torch.no_grad():
+        expected = torch.cat(
+            [network(inception_input(slices, (0.0, 1.0))), network(inception_input(slices[:2], (0.0, 2.0)))]
+        )
+    np.testing.assert_allclose(features, expected.double().numpy(), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(features[:2], features[5:])  # the same slices in another range
     assert fid_from_features(features[:5], features[:5]) == pytest.approx(0.0, abs=1e-6)
+    darker = inception_features(network, [(slices * 0.5, (0.0, 1.0))])
+    assert fid_from_features(features[:5], darker) > 1e-3
+
+
+def test_inception_input_maps_the_data_range_to_eight_bit_levels_in_minus_one_to_one() -> None:
+    slices = torch.tensor([[[[10.0, 20.0], [30.0, 40.0]]]])
+    x = inception_input(slices, (10.0, 40.0))
+    assert x.shape == (1, 3, 299, 299)
+    assert float(x.min()) == -1.0 and float(x.max()) == pytest.approx(127 / 128)
+    assert torch.equal(x[:, 0], x[:, 2])  # one gray image in three channels
 
 
 def test_missing_or_bad_network_files_are_clear_errors(tmp_path, monkeypatch) -> None:
