@@ -206,14 +206,16 @@ def test_damaged_or_mismatched_weights_are_one_clear_error(tmp_path, damage, mat
 
 def test_weights_without_a_scale_are_one_clear_error(tmp_path) -> None:
     path = _rewrite(_tiny_release(tmp_path), scale=None)
-    with pytest.raises(FaganError):
+    with pytest.raises(FaganError, match=r"names no valid scale \(None; expected one of 2, 4, 8\)") as info:
         load_release(path)
+    assert "\n" not in str(info.value)
 
 
 def test_weights_with_a_scale_that_is_not_a_number_are_one_clear_error(tmp_path) -> None:
     path = _rewrite(_tiny_release(tmp_path), scale="two")
-    with pytest.raises(FaganError):
+    with pytest.raises(FaganError, match=r"names no valid scale \('two'; expected one of 2, 4, 8\)") as info:
         load_release(path)
+    assert "\n" not in str(info.value)
 
 
 def test_trained_degradation_reads_the_training_config() -> None:
