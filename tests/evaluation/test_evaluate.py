@@ -9,6 +9,7 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from fagan.data.io import read_volume
 from fagan.evaluation import foreground_mask, score_volume
 from fagan.evaluation.evaluate import (
     EvalVolume,
@@ -21,6 +22,8 @@ from fagan.evaluation.evaluate import (
     read_rows,
     write_rows,
 )
+from fagan.evaluation.simulate import bicubic_volume, simulate_low_resolution, slices_along
+from fagan.metrics.fid import fid_from_features, inception_features
 from fagan.models import build_generator
 
 from .phantoms import phantom, phantom_manifest
@@ -61,6 +64,39 @@ def test_masked_scores() -> None:
     assert math.isnan(score_volume(sr, hr).psnr_fg)
     with pytest.raises(ValueError, match="empty"):
         score_volume(sr, hr, mask=np.zeros(hr.shape, bool))
+
+
+class _PooledFeatures(torch.nn.Module):
+    """A stand-in for Inception with its interface, (N, 3, 299, 299) -> (N, 2048): pooled
+    intensities through a fixed random projection."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.proj = torch.nn.Linear(3 * 4 * 4, 2048)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1))
+
+
+def test_evaluate_fid_compares_each_method_with_the_hr_slices_of_its_scale(tmp_path) -> None:
+    volumes = evaluation_volumes(phantom_manifest(tmp_path / "data"))
+    network = _PooledFeatures().eval()
+    torch.manual_seed(0)
+    method = Method("fagan", 2, build_generator("fagan", 2, **TINY).eval())
+    ev = evaluate(volumes, [method], fid_network=network)
+    assert set(ev.fid) == {("bicubic", 2), ("fagan", 2)}
+    # By hand: features of every test volume's HR and bicubic slices, in the HR volume's range.
+    real, fake = [], []
+    for info in volumes:
+        pair = simulate_low_resolution(read_volume(info.path), 2)
+        hr = pair.hr.array
+        data_range = (float(hr.min()), float(hr.max()))
+        real.append(inception_features(network, [(slices_along(hr, 2), data_range)]))
+        fake.append(inception_features(network, [(slices_along(bicubic_volume(pair.lr, 2), 2), data_range)]))
+    expected = fid_from_features(np.concatenate(real), np.concatenate(fake))
+    assert expected > 0 and ev.fid[("bicubic", 2)] == pytest.approx(expected, rel=1e-6)
+    assert ev.fid[("fagan", 2)] != pytest.approx(expected, rel=1e-3)  # the network's output, not bicubic's
 
 
 def test_evaluate_scores_every_method_beside_bicubic(tmp_path) -> None:
