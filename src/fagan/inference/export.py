@@ -52,7 +52,8 @@ INPUT_SCALING = (
     "(fagan.data.normalize.fit_scaling); sr comes back in that scale: multiply by (high - low) and add "
     "low. fagan upscale also negates a MONOCHROME1 DICOM before the scaling (and back after), "
     "projects sr onto the images whose antialiased bicubic downsampling is lr "
-    "(fagan.inference.consistency) and clips a magnitude image's output at 0."
+    "(fagan.inference.consistency) and clips a magnitude image's output at 0 (one with no values "
+    "below 0, or none below -10% of its 99.5th percentile: fagan.inference.upscale.is_magnitude)."
 )
 
 
