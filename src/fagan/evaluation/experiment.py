@@ -171,9 +171,10 @@ def train_run(
     log_fn: Callable[[str], None] = log.info,
 ) -> Path:
     """Train ``run`` into ``runs_dir/<key>`` (or reuse / resume it) and return its release file."""
+    from fagan.models.release import RUN_RELEASE
     from fagan.training.config import dump_config, load_config
     from fagan.training.data import check_same_data, data_record, split_volumes
-    from fagan.training.trainer import RELEASE, train
+    from fagan.training.trainer import train
 
     config = train_config(run, settings)
     run_dir = runs_dir / run.key
@@ -183,9 +184,9 @@ def train_run(
         if dump_config(load_config(saved)) != dump_config(config):
             raise ValueError(f"{run_dir} was trained with another configuration; {advice}")
         check_same_data(run_dir, data_record(*split_volumes(config.data.manifest)), advice)
-        if (run_dir / RELEASE).is_file():
+        if (run_dir / RUN_RELEASE).is_file():
             log_fn(f"{run.key}: reusing the finished run")
-            return run_dir / RELEASE
+            return run_dir / RUN_RELEASE
         log_fn(f"{run.key}: resuming")
         return train(config, run_dir, device=device, vgg_weights=settings.vgg_weights, resume=True)
     log_fn(f"{run.key}: training {settings.steps} steps")

@@ -67,7 +67,6 @@ from fagan.training.ema import EMA
 
 log = logging.getLogger(__name__)
 
-RELEASE = RUN_RELEASE
 #: Environment variable: when set, every rank writes ``RUN_DIR/debug/rank{r}.json`` with hashes of
 #: its final weights and its first batch (used by the multi-process test).
 DEBUG_HASH_ENV = "FAGAN_DEBUG_RANK_HASH"
@@ -652,7 +651,7 @@ def _train(
             if jsonl is not None:
                 jsonl.close()
 
-    release = run_dir / RELEASE
+    release = run_dir / RUN_RELEASE
     if runtime.is_main:
         # "config" is reserved for the GeneratorConfig, which save_release writes itself.
         metadata = {
@@ -712,7 +711,6 @@ def export_release(
 
 __all__ = [
     "DEBUG_HASH_ENV",
-    "RELEASE",
     "Networks",
     "export_release",
     "lr_at",
