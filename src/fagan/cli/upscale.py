@@ -129,8 +129,7 @@ def run(args: argparse.Namespace) -> int:
         if consistency and degradation != "bicubic":
             log.info("no data-consistency projection: %s was trained on %s LR", weights, degradation)
             consistency = False
-        clip_negative = {"auto": None, "yes": True, "no": False}[args.clip_negative]
-        _note_values(source, volume.array, clip_negative)
+        clip_negative = _clipping(source, volume.array, args.clip_negative)
         result = upscale_volume(
             volume,
             generator,
@@ -160,10 +159,11 @@ def _check_axis(source: object, shape: tuple[int, ...], axis: int) -> None:
         raise ValueError(f"{source} is a 2D image; upscale it along --axis 2")
 
 
-def _note_values(source: object, array: np.ndarray, clip_negative: bool | None) -> None:
-    """Say (on stderr, one line each) when an input looks like a wrapped phase map, and when an
-    input with values below 0 is taken for a magnitude image (``clip_negative`` None, "auto"),
-    whose output is then clipped at 0."""
+def _clipping(source: object, array: np.ndarray, choice: str) -> bool:
+    """Whether the output is clipped at 0 (``--clip-negative``: "auto" decides by
+    :func:`fagan.inference.upscale.is_magnitude`). Says (on stderr, one line each) when an input
+    looks like a wrapped phase map, and when one with values below 0 is taken for a magnitude
+    image."""
     import sys
 
     import numpy as np
@@ -178,7 +178,10 @@ def _note_values(source: object, array: np.ndarray, clip_negative: bool | None) 
             "magnitude image, or the phase unwrapped",
             file=sys.stderr,
         )
-    if clip_negative is None and low < 0 and is_magnitude(array):
+    if choice != "auto":
+        return choice == "yes"
+    magnitude = is_magnitude(array)
+    if magnitude and low < 0:
         n = int(np.count_nonzero(array < 0))
         print(
             f"fagan: note: {source} has values below 0 ({n} voxel{'s' if n != 1 else ''}, down to "
@@ -186,6 +189,7 @@ def _note_values(source: object, array: np.ndarray, clip_negative: bool | None) 
             "magnitude image: the output is clipped at 0 (--clip-negative no keeps its negative values)",
             file=sys.stderr,
         )
+    return magnitude
 
 
 def _warn_geometry(source: object, volume: Volume, axis: int, output: Path) -> None:

@@ -369,7 +369,8 @@ def _read_nifti(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray, 
     sform, qform = (int(img.header[f"{x}form_code"]) for x in "sq")
     meta["xform_code"] = sform if sform > 0 else qform
     affine = _in_mm(img, img.affine)
-    if sform > 0 and qform > 0 and _singular(affine) and not _singular(img.get_qform()):
+    singular = _singular(affine)  # refused by _finish; first named here when the qform would do
+    if sform > 0 and qform > 0 and singular and not _singular(img.get_qform()):
         raise FaganError(
             f"{path}: the sform is singular but the qform is valid; set sform_code to 0 so that "
             "readers use the qform (nibabel: img.set_sform(None, 0))"
@@ -383,7 +384,7 @@ def _read_nifti(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray, 
     # reads the qform unless the sform says scanner). Such a qform, or one with its own code, is
     # kept as the map from the affine's world to the qform's, which no resampling or cropping of
     # the voxel grid changes: the output's qform is that map times the output's affine.
-    if sform > 0 and qform > 0 and not _singular(affine):  # a singular one is refused by _finish
+    if sform > 0 and qform > 0 and not singular:
         q = _in_mm(img, img.get_qform())
         if qform != sform or not np.allclose(q, affine, rtol=0, atol=1e-4):
             meta["qform_world"], meta["qform_code"] = q @ np.linalg.inv(affine), qform
