@@ -123,6 +123,34 @@ def test_nifti_4d_needs_a_frame(tmp_path):
         read_volume(path, frame=3)
 
 
+def test_nifti_4d_read_whole_keeps_the_time_between_volumes(tmp_path):
+    data = np.stack([_blob((3, 4, 5)) * (t + 1) for t in range(3)], axis=-1)
+    img = nib.Nifti1Image(data, np.diag([2.0, 2.0, 3.0, 1.0]))
+    img.header.set_zooms((2.0, 2.0, 3.0, 1500.0))
+    img.header.set_xyzt_units("mm", "msec")
+    nib.save(img, tmp_path / "bold.nii.gz")
+    volume = read_volume(tmp_path / "bold.nii.gz", frame=io.ALL_FRAMES)
+    np.testing.assert_allclose(volume.array, data)
+    assert volume.meta["frame_interval"] == 1.5 and volume.meta["shape"] == (3, 4, 5, 3)
+    three_d = tmp_path / "t1.nii.gz"
+    nib.save(nib.Nifti1Image(data[..., 0], np.eye(4)), three_d)
+    assert read_volume(three_d, frame=io.ALL_FRAMES).array.shape == (3, 4, 5)  # 3D stays 3D
+    data[..., 1] = 7.0
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "dead.nii.gz")
+    with pytest.raises(FaganError, match="volume 1 of 3 is constant"):
+        read_volume(tmp_path / "dead.nii.gz", frame=io.ALL_FRAMES)
+    with pytest.raises(FaganError, match="non-negative integer or 'all'"):
+        read_volume(tmp_path / "bold.nii.gz", frame="every")
+
+
+def test_write_nifti_4d_with_the_time_between_volumes(tmp_path):
+    data = RNG.random((3, 4, 5, 2)).astype(np.float32)
+    io.write_nifti(tmp_path / "o.nii", data, np.eye(4), frame_interval=2.5)
+    img = nib.load(tmp_path / "o.nii")
+    np.testing.assert_array_equal(img.get_fdata(), data)
+    assert img.header.get_zooms() == (1.0, 1.0, 1.0, 2.5) and img.header.get_xyzt_units() == ("mm", "sec")
+
+
 def test_nifti_2d_becomes_one_slice(tmp_path):
     path = tmp_path / "slice.nii"
     nib.save(nib.Nifti1Image(_blob((6, 5)), np.eye(4)), path)
@@ -334,6 +362,18 @@ def test_dicom_series_with_time_points_needs_a_frame(tmp_path):
         read_volume(tmp_path / "s")
     expected = np.stack([p.T for p in second], axis=-1) * 2.0 - 100
     np.testing.assert_array_equal(read_volume(tmp_path / "s", frame=1).array, expected)
+
+
+def test_dicom_series_with_time_points_read_whole(tmp_path):
+    first, second = _series_pixels(3), _series_pixels(3)
+    _write_series(tmp_path / "s", first, order=[0, 1, 2], TemporalPositionIdentifier=1, RepetitionTime=2500)
+    _write_series(tmp_path / "s", second, order=[3, 4, 5], TemporalPositionIdentifier=2, RepetitionTime=2500)
+    volume = read_volume(tmp_path / "s", frame=io.ALL_FRAMES)
+    assert volume.array.shape == (*first[0].T.shape, 3, 2)
+    for t, pixels in enumerate((first, second)):
+        np.testing.assert_array_equal(volume.array[..., t], np.stack([p.T for p in pixels], -1) * 2.0 - 100)
+    np.testing.assert_array_equal(volume.affine, read_volume(tmp_path / "s", frame=0).affine)
+    assert volume.meta["n_frames"] == 2 and volume.meta["frame_interval"] == 2.5  # RepetitionTime, in s
 
 
 def test_dicom_multiframe_sorted_by_frame_position(tmp_path):

@@ -216,6 +216,60 @@ def test_dicom_series_to_nifti(tmp_path, weights_dir) -> None:
     np.testing.assert_allclose(img.header.get_qform(), img.header.get_sform(), atol=1e-5)
 
 
+def test_a_4d_nifti_comes_back_4d_and_one_volume_can_be_picked(tmp_path, weights_dir, capsys) -> None:
+    rng = np.random.default_rng(3)
+    base = rng.random((12, 10, 3))
+    data = np.stack([base * 1000, base[::-1] * 90, base * 400], axis=-1).astype(np.int16)
+    affine = np.diag([1.5, 1.5, 4.0, 1.0])
+    img = nib.Nifti1Image(data, affine)
+    img.header.set_zooms((1.5, 1.5, 4.0, 2000.0))
+    img.header.set_xyzt_units("mm", "msec")
+    nib.save(img, tmp_path / "dwi.nii.gz")
+    argv = ["upscale", str(tmp_path / "dwi.nii.gz"), "--scale", "2",
+            "--weights", str(weights_dir / "x2.safetensors")]  # fmt: skip
+    assert main([*argv, "-o", str(tmp_path / "all.nii.gz")]) == 0
+    assert "(24x20x3x3, x2 along axes [0, 1]; 3 volumes)" in capsys.readouterr().out
+    out = nib.load(tmp_path / "all.nii.gz")
+    assert out.shape == (24, 20, 3, 3) and out.get_data_dtype() == np.float32
+    np.testing.assert_allclose(out.header.get_zooms(), (0.75, 0.75, 4.0, 2.0))  # TR kept, in s
+    np.testing.assert_allclose(out.affine, resampled_affine(affine, 2, 2))
+    for t in (0, 1):  # each volume as if upscaled alone, in its own units
+        assert main([*argv, "-o", str(tmp_path / f"v{t}.nii.gz"), "--frame", str(t)]) == 0
+        alone = nib.load(tmp_path / f"v{t}.nii.gz")
+        assert alone.shape == (24, 20, 3)
+        np.testing.assert_allclose(out.get_fdata()[..., t], alone.get_fdata(), rtol=1e-5, atol=1e-3)
+    assert 0.5 < out.get_fdata()[..., 1].mean() / data[..., 1].mean() < 1.5
+    _fails(capsys, [*argv, "-o", str(tmp_path / "x.npy")], "holds one 2D slice")
+    _fails(capsys, [*argv, "-o", str(tmp_path / "x.nii"), "--frame", "3"], "frame 3 does not exist")
+    _fails(capsys, [*argv, "-o", str(tmp_path / "x.nii"), "--frame", "b0"], "expected all or a volume index")
+    assert not (tmp_path / "x.nii").exists() and not (tmp_path / "x.npy").exists()
+
+
+def test_a_dicom_series_with_time_points_comes_back_4d(tmp_path, weights_dir) -> None:
+    series = tmp_path / "series"
+    series.mkdir()
+    rng = np.random.default_rng(4)
+    for t in range(2):
+        for k in range(3):
+            write_slice(
+                series / f"t{t}_{k}.dcm",
+                (rng.random((8, 10)) * 2000 / (t + 1)).astype(np.uint16),
+                position=(0.0, 0.0, 2.0 * k),
+                spacing=(0.8, 0.8),
+                thickness=2.0,
+                instance=3 * t + k + 1,
+                TemporalPositionIdentifier=t + 1,
+                RepetitionTime=3000.0,
+            )
+    out = tmp_path / "sr.nii"
+    assert main(["upscale", str(series), "-o", str(out), "--scale", "2", "--weights",
+                 str(weights_dir / "x2.safetensors")]) == 0
+    img = nib.load(out)
+    assert img.shape == (20, 16, 3, 2)
+    np.testing.assert_allclose(img.header.get_zooms(), (0.4, 0.4, 2.0, 3.0), rtol=1e-5)
+    assert int(img.header["sform_code"]) == 1
+
+
 def test_an_output_that_is_the_input_under_another_name_is_refused(tmp_path, weights_dir, capsys) -> None:
     """On a case-insensitive file system the input's name in other case is the input itself, and
     --overwrite would replace it. The check asks the file system (os.path.samefile), which this

@@ -210,6 +210,21 @@ def test_a_result_too_big_for_memory_is_refused_before_reading(tmp_path, weights
     assert read == [] and sorted(p.name for p in tmp_path.iterdir()) == ["big.nii"]
 
 
+def test_a_4d_result_is_sized_with_all_its_volumes_and_one_volume_without(
+    tmp_path, weights_dir, monkeypatch, capsys
+):
+    source = _header_only(tmp_path / "bold.nii", (256, 256, 60, 40))
+    monkeypatch.setattr(output_module, "available_memory", lambda: 2 * 10**9)
+    args = ["upscale", str(source), "-o", str(tmp_path / "sr.nii.gz"), "--scale", "2",
+            "--weights", str(weights_dir / "x2.safetensors")]  # fmt: skip
+    assert main(args) == 2
+    assert "256x256x60x40 voxels x2 gives 512x512x60x40 = 2.52 GB of float32" in _one_line_error(capsys)
+    # one volume fits: the run gets as far as reading the (empty) file
+    assert main([*args, "--frame", "0"]) == 2
+    assert "truncated" in _one_line_error(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bold.nii"]
+
+
 def test_an_uncompressed_result_too_big_for_the_disk_is_refused(tmp_path, weights_dir, monkeypatch, capsys):
     source = _volume(tmp_path / "lr.nii.gz", (32, 32, 4))
     monkeypatch.setattr(output_module.shutil, "disk_usage", lambda folder: SimpleNamespace(free=0))

@@ -76,6 +76,27 @@ def test_volume_shape_units_and_axis(axis: int) -> None:
     assert np.abs(consistent - out.array).max() > 1.0
 
 
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_a_4d_volume_is_upscaled_volume_by_volume_each_on_its_own_scaling(axis: int) -> None:
+    rng = np.random.default_rng(2)
+    base = rng.random((6, 8, 5)).astype(np.float32)
+    # a b0-like volume and a ten times dimmer weighted one: each is normalised on its own
+    array = np.stack([base * 1000, base[::-1] * 100, base * 300 - 200], axis=-1)
+    volume = Volume(array, np.diag([1.0, 2.0, 3.0, 1.0]), {"frame_interval": 2.0})
+    generator = tiny_generator(2)
+    out = upscale_volume(volume, generator, axis=axis, batch_size=4)
+    expected = [n * 2 for n in array.shape[:3]]
+    expected[axis] = array.shape[axis]
+    assert out.array.shape == (*expected, 3) and out.meta["frame_interval"] == 2.0
+    assert not is_magnitude(array)  # the third volume's negatives are deep: decided for all
+    for t in range(3):
+        alone = upscale_volume(Volume(array[..., t], volume.affine, {}), generator, axis=axis,
+                               batch_size=4, clip_negative=False)
+        np.testing.assert_allclose(out.array[..., t], alone.array, rtol=1e-5, atol=1e-3)
+        np.testing.assert_array_equal(out.affine, alone.affine)
+    assert (out.array[..., 0] < 0).any()  # not clipped, although the first volume alone would be
+
+
 def test_intensities_come_back_in_input_units() -> None:
     """With its output convolution zeroed the generator is bicubic upsampling in [0, 1] units;
     mapped back, the volume must equal bicubic upsampling of the raw intensities."""

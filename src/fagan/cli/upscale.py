@@ -44,9 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--frame",
-        type=int,
-        help="frame of a 4D input to upscale, from 0 (a NIfTI's 4th axis; in a DICOM series, the images "
-        "at one position in order of TemporalPositionIdentifier, then EchoTime, then InstanceNumber)",
+        type=_frame,
+        default="all",
+        help="the volume of a 4D input to upscale, from 0, or all (the default: a 4D output, each "
+        "volume normalised on its own). A NIfTI's volumes are its 4th axis; a DICOM series' are the "
+        "images at each position in order of TemporalPositionIdentifier, then EchoTime, then "
+        "InstanceNumber",
     )
     p.add_argument(
         "--no-consistency",
@@ -77,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from fagan import FaganError
-    from fagan.data.io import claimed_shape, read_volume
+    from fagan.data.io import claimed_frames, claimed_shape, read_volume
     from fagan.inference import pick_device, upscale_volume
     from fagan.inference.output import (
         available_memory,
@@ -106,9 +109,11 @@ def run(args: argparse.Namespace) -> int:
     output = check_output(args.output, [source], args.overwrite)
     shape = claimed_shape(source)  # from the headers: refuse what cannot fit before reading it
     if shape is not None:
+        frames = claimed_frames(source) if args.frame == "all" else 1
+        shape4 = shape if frames == 1 else (*shape, frames)
         _check_axis(source, shape, args.axis)
-        check_output_shape(output, shape, args.axis)
-        check_resources(shape, args.scale, args.axis, output)
+        check_output_shape(output, shape4, args.axis)
+        check_resources(shape4, args.scale, args.axis, output)
     weights = Path(args.weights) if args.weights else shipped_weights(args.scale, args.variant)
     device = pick_device(args.device)
     generator, meta = load_release(weights, scale=args.scale, device=device)
@@ -149,8 +154,23 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     out_shape = result.array.shape
     size = "x".join(map(str, out_shape[:2] if output_kind(output) in (".npy", ".png") else out_shape))
-    print(f"wrote {output} ({size}, x{args.scale} along axes {sorted({0, 1, 2} - {args.axis})})")
+    volumes = f"; {out_shape[3]} volumes" if len(out_shape) == 4 else ""
+    print(f"wrote {output} ({size}, x{args.scale} along axes {sorted({0, 1, 2} - {args.axis})}{volumes})")
     return 0
+
+
+def _frame(text: str) -> int | str:
+    """``--frame``: ``all`` or a volume's index (0 or more)."""
+    if text == "all":
+        return text
+    try:
+        index = int(text)
+    except ValueError:
+        message = f"expected all or a volume index (0, 1, ...), not {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+    if index < 0:
+        raise argparse.ArgumentTypeError(f"a volume index is 0 or more, not {index}")
+    return index
 
 
 def _check_axis(source: object, shape: tuple[int, ...], axis: int) -> None:
@@ -206,7 +226,7 @@ def _warn_geometry(source: object, volume: Volume, axis: int, output: Path) -> N
             "keeps its voxel sizes, but not the scanner's coordinates",
             file=sys.stderr,
         )
-    coarse = coarse_in_plane_axis(volume.affine, volume.array.shape, axis)
+    coarse = coarse_in_plane_axis(volume.affine, volume.array.shape[:3], axis)
     if coarse is None:
         return
     sizes = voxel_sizes(volume.affine)

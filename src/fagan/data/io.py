@@ -6,14 +6,15 @@ Every reader returns a :class:`Volume` whose ``array`` is 3D float32 ``(X, Y, Z)
 Layouts, per format:
 
 * NIfTI (``.nii``, ``.nii.gz``): the array as nibabel gives it, scaling applied, ``Z`` the third
-  axis. A 4D file needs ``frame`` (the index along the fourth axis).
+  axis. A 4D file needs ``frame``: the index along the fourth axis, or ``"all"``.
 * DICOM (a file, a multi-frame file, or a directory holding one series): ``array[i, j, k]`` is
   column ``i`` and row ``j`` of slice ``k`` (so each slice is ``pixel_array.T``), slices sorted by
   their position along the slice normal, rescale slope/intercept applied. The affine is built
   from ImagePositionPatient / ImageOrientationPatient / PixelSpacing in DICOM's LPS space and
   converted to RAS by negating the first two rows, as nibabel does. Files without plane geometry
   get a diagonal affine from the spacings and ``meta["geometry"] == "missing"``. Several images
-  at each slice position (time points, echoes) make a 4D series: choose one with ``frame``.
+  at each slice position (time points, echoes) make a 4D series: choose one with ``frame``, or
+  read them all with ``frame="all"``.
 * fastMRI HDF5 (``.h5``): ``reconstruction_rss`` (multi-coil) or ``reconstruction_esc``
   (single-coil), ``(slices, rows, cols)`` on disk, laid out as ``array[i, j, k] =
   recon[k, j, i]`` like DICOM. fastMRI stores no patient orientation, so the affine is diagonal
@@ -51,6 +52,9 @@ MAX_VOXELS = 2**30
 #: times n bytes; a header claiming more is lying (checked before allocating the image).
 _MAX_DEFLATE_RATIO = 1032
 
+#: ``frame`` value that reads every volume of a 4D input: the array is then ``(X, Y, Z, T)``.
+ALL_FRAMES = "all"
+
 #: NIfTI xform codes: the affine maps to the scanner's coordinates, or to another (aligned) space.
 SCANNER, ALIGNED = 1, 2
 
@@ -64,7 +68,9 @@ class Volume(NamedTuple):
     """A volume read from disk.
 
     ``array``: float32 ``(X, Y, Z)``; ``Z`` is the slice axis for NIfTI and DICOM series, and 2D
-    images are ``(H, W, 1)``. ``affine``: ``(4, 4)`` float64 mapping voxel index to RAS+ mm.
+    images are ``(H, W, 1)``. A 4D input read with ``frame=ALL_FRAMES`` is ``(X, Y, Z, T)``, its
+    ``T`` volumes (time points, diffusion directions, echoes) in order. ``affine``: ``(4, 4)``
+    float64 mapping voxel index to RAS+ mm.
     ``meta``: format, path, original dtype, voxel size and format-specific details.
     """
 
@@ -87,18 +93,22 @@ def volume_stem(name: str) -> str:
     return name
 
 
-def read_volume(path: str | os.PathLike, frame: int | None = None) -> Volume:
+def read_volume(path: str | os.PathLike, frame: int | str | None = None) -> Volume:
     """Read a NIfTI, DICOM (file or series directory), fastMRI HDF5, .npy or PNG volume.
 
     ``frame`` picks one 3D volume of a 4D input (NIfTI time series, DICOM series with several
-    images per position); it must be left as ``None`` (or 0) for 3D input.
-    Returns a :class:`Volume` with a finite, non-constant float32 ``(X, Y, Z)`` array.
+    images per position); it must be left as ``None`` (or 0) for 3D input. ``ALL_FRAMES``
+    (``"all"``) reads every volume of a 4D input into an ``(X, Y, Z, T)`` array, and a 3D input as
+    it is; ``meta["frame_interval"]`` is then the time between volumes in seconds, where the file
+    gives it (a NIfTI's fourth voxel size, a DICOM's RepetitionTime).
+    Returns a :class:`Volume` with a finite float32 array, no volume of which is constant.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or directory")
-    if frame is not None and (not isinstance(frame, (int, np.integer)) or frame < 0):
-        raise FaganError(f"frame must be a non-negative integer, got {frame!r}")
+    whole = isinstance(frame, (int, np.integer)) and not isinstance(frame, bool) and frame >= 0
+    if frame is not None and frame != ALL_FRAMES and not whole:
+        raise FaganError(f"frame must be a non-negative integer or {ALL_FRAMES!r}, got {frame!r}")
     reader = _reader_for(path)
     try:
         array, affine, meta = reader(path, frame)
@@ -164,6 +174,21 @@ def claimed_shape(path: str | os.PathLike) -> tuple[int, int, int] | None:
     return (int(shape[0]), int(shape[1]), int(shape[2])) if min(shape) > 0 else None
 
 
+def claimed_frames(path: str | os.PathLike) -> int:
+    """How many 3D volumes a NIfTI file's header claims (its fourth axis); 1 for anything else,
+    including DICOM, whose frames :func:`claimed_shape` already counts as slices."""
+    path = Path(path)
+    if volume_format(path) != "nifti":
+        return 1
+    try:
+        import nibabel as nib
+
+        shape = tuple(int(n) for n in nib.load(str(path)).shape)
+    except Exception:
+        return 1
+    return shape[3] if len(shape) > 3 and shape[3] > 0 else 1
+
+
 def volume_format(path: str | os.PathLike) -> str | None:
     """The format name ``read_volume`` would use for ``path`` or None if it cannot read it."""
     path = Path(path)
@@ -197,7 +222,7 @@ _KINDS = {"nifti": "NIfTI", "dicom": "DICOM", "dicom-series": "DICOM", "fastmri-
           "png": "PNG"}  # fmt: skip
 
 
-def _reader_for(path: Path) -> Callable[[Path, int | None], tuple[np.ndarray, np.ndarray, dict]]:
+def _reader_for(path: Path) -> Callable[[Path, int | str | None], tuple[np.ndarray, np.ndarray, dict]]:
     fmt = volume_format(path)
     if fmt is None:
         raise FaganError(
@@ -215,9 +240,11 @@ def _head(path: Path, n: int) -> bytes:
         return b""
 
 
-def _finish(path: Path, array: np.ndarray, affine: np.ndarray, meta: dict, frame: int | None) -> Volume:
+def _finish(
+    path: Path, array: np.ndarray, affine: np.ndarray, meta: dict, frame: int | str | None
+) -> Volume:
     """Check the decoded data and pack it as a Volume."""
-    if array.ndim != 3:
+    if array.ndim != 3 and not (array.ndim == 4 and frame == ALL_FRAMES):
         raise FaganError(f"{path}: expected a 3D volume after reading, got shape {array.shape}")
     array = np.ascontiguousarray(array, dtype=np.float32)
     if not np.isfinite(array).all():
@@ -231,6 +258,12 @@ def _finish(path: Path, array: np.ndarray, affine: np.ndarray, meta: dict, frame
             f"{path}: the image is constant ({value:g} everywhere) and holds nothing to "
             "super-resolve; check that the right file (or frame) was given"
         )
+    for t in range(array.shape[3] if array.ndim == 4 else 0):
+        if float(array[..., t].min()) == float(array[..., t].max()):
+            raise FaganError(
+                f"{path}: volume {t} of {array.shape[3]} is constant ({float(array[0, 0, 0, t]):g} "
+                f"everywhere) and holds nothing to super-resolve; upscale the others one by one with --frame"
+            )
     affine = np.asarray(affine, dtype=np.float64)
     if affine.shape != (4, 4) or not np.isfinite(affine).all():
         raise FaganError(f"{path}: the affine is not a finite 4x4 matrix; fix the file's header")
@@ -287,13 +320,16 @@ def _corrupt(path: Path, kind: str, exc: BaseException) -> FaganError:
     )
 
 
-def _select_frame(path: Path, n_frames: int, frame: int | None, what: str) -> int:
-    """Validate ``frame`` against ``n_frames`` volumes; return the index to use."""
+def _select_frame(path: Path, n_frames: int, frame: int | str | None, what: str) -> int | None:
+    """Validate ``frame`` against ``n_frames`` volumes; return the index to use, or None for
+    all of them (``ALL_FRAMES`` with more than one)."""
     if n_frames > 1 and frame is None:
         raise FaganError(
-            f"{path}: {what} holds {n_frames} volumes; fagan works on one 3D volume at a time - save "
-            f"the one you want as its own file, or pick it with `fagan upscale --frame 0..{n_frames - 1}`"
+            f"{path}: {what} holds {n_frames} volumes; this needs one 3D volume - save the one you "
+            f"want as its own file, or pick it with `fagan upscale --frame 0..{n_frames - 1}`"
         )
+    if frame == ALL_FRAMES:
+        return None if n_frames > 1 else 0
     index = 0 if frame is None else int(frame)
     if index >= n_frames:
         raise FaganError(
@@ -307,7 +343,7 @@ def _select_frame(path: Path, n_frames: int, frame: int | None, what: str) -> in
 # NIfTI
 
 
-def _read_nifti(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray, dict]:
+def _read_nifti(path: Path, frame: int | str | None) -> tuple[np.ndarray, np.ndarray, dict]:
     import nibabel as nib
 
     try:
@@ -356,13 +392,19 @@ def _read_nifti(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray, 
     try:
         if len(img.shape) <= 3:
             data = img.get_fdata(dtype=np.float32)
-        else:  # read only the chosen frame of a 4D file
+        else:  # read only the chosen frame of a 4D file, or all of them
             extra = (0,) * (len(img.shape) - 4)
-            data = np.asarray(img.dataobj[(slice(None),) * 3 + (index,) + extra], dtype=np.float32)
+            chosen = slice(None) if index is None else index
+            data = np.asarray(img.dataobj[(slice(None),) * 3 + (chosen,) + extra], dtype=np.float32)
     except Exception as exc:
         raise _corrupt(path, "NIfTI", exc) from exc
-    data = data.reshape((shape + (1, 1))[:3])
+    data = data.reshape((shape + (1, 1))[:3] if index is not None else shape)
     meta = {"format": "nifti", "dtype": str(dtype), "n_frames": n_frames}
+    if index is None:  # the time between volumes (pixdim[4], in the header's time unit)
+        seconds = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}.get(img.header.get_xyzt_units()[1])
+        interval = float(img.header["pixdim"][4])
+        if seconds is not None and np.isfinite(interval) and interval > 0:
+            meta["frame_interval"] = interval * seconds
     # The space the affine is in (NIfTI xform code: 1 scanner, 2 aligned, 3 Talairach, 4 MNI),
     # from the transform nibabel took it from: the sform if set, else the qform; 0 when neither
     # is set, where the affine is nibabel's fallback from the voxel size alone and is no space.
@@ -418,8 +460,11 @@ def write_nifti(
     qform_code: int | None = None,
     display_range: tuple[float, float] | None = None,
     description: str = "",
+    frame_interval: float | None = None,
 ) -> None:
-    """Write ``array`` (2D or 3D, stored as float32) with ``affine`` (4x4) to ``.nii``/``.nii.gz``.
+    """Write ``array`` (2D, 3D, or 4D ``(X, Y, Z, T)``, stored as float32) with ``affine`` (4x4) to
+    ``.nii``/``.nii.gz``; ``frame_interval``, the seconds between the volumes of a 4D array, goes
+    into the fourth voxel size (pixdim[4]; 1 when not given).
 
     The affine goes into the sform and, unless it shears (which a qform cannot hold), the qform
     too, both with ``xform_code`` (1 scanner, 2 aligned, 3 Talairach, 4 MNI): a viewer that reads
@@ -450,8 +495,8 @@ def write_nifti(
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a directory; give a file name ending in {suffix}")
     data = np.asarray(array, dtype=np.float32)
-    if data.ndim not in (2, 3):
-        raise FaganError(f"write_nifti expects a 2D or 3D array, got shape {data.shape}")
+    if data.ndim not in (2, 3, 4):
+        raise FaganError(f"write_nifti expects a 2D, 3D or 4D array, got shape {data.shape}")
     affine = np.asarray(affine, dtype=np.float64)
     if affine.shape != (4, 4):
         raise FaganError(f"write_nifti expects a 4x4 affine, got shape {affine.shape}")
@@ -468,6 +513,8 @@ def write_nifti(
         img.set_qform(None, 0)
     img.set_data_dtype(np.float32)
     img.header.set_xyzt_units("mm", "sec")
+    if data.ndim == 4 and frame_interval is not None:
+        img.header.set_zooms(img.header.get_zooms()[:3] + (float(frame_interval),))
     if display_range is not None:
         img.header["cal_min"], img.header["cal_max"] = display_range
     img.header["descrip"] = description.encode("ascii", "replace")[:79]
@@ -682,9 +729,10 @@ def _check_line(
 
 
 def _assemble(
-    path: Path, slices: list[_Slice], plane: _Plane, frame: int | None
+    path: Path, slices: list[_Slice], plane: _Plane, frame: int | str | None
 ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Sort slices along the normal, pick a frame if 4D, stack and build the RAS affine."""
+    """Sort slices along the normal, pick a frame if 4D (or keep them all), stack and build the RAS
+    affine."""
     located = sum(s.position is not None for s in slices)
     if 0 < located < len(slices):
         raise FaganError(
@@ -714,7 +762,11 @@ def _assemble(
             )
         n_frames = counts.pop()
         index = _select_frame(path, n_frames, frame, "this DICOM series")
-        chosen = [slices[sorted(g, key=lambda i: slices[i].key)[index]] for g in groups]
+        frames = [
+            [slices[sorted(g, key=lambda i: slices[i].key)[t]] for g in groups]
+            for t in (range(n_frames) if index is None else [index])
+        ]
+        chosen = frames[0]  # every frame lies at the same positions
         meta["n_frames"] = n_frames
         positions = np.array([s.position for s in chosen])
         if len(chosen) > 1:
@@ -736,19 +788,24 @@ def _assemble(
         lps[:3, 2] = step
         lps[:3, 3] = positions[0]
     else:
-        chosen = sorted(slices, key=lambda s: s.key)
+        frames = [sorted(slices, key=lambda s: s.key)]
         _select_frame(path, 1, frame, "this DICOM image")
         meta["n_frames"] = 1
         lps = np.diag([plane.spacing[1], plane.spacing[0], plane.thickness, 1.0])
     shapes = set()
-    planes = []
-    for s in chosen:
-        image = s.load()
-        shapes.add(image.shape)
-        planes.append(image.T)
-    if len(shapes) > 1:
-        raise FaganError(f"{path}: the slices differ in size {sorted(shapes)}; keep one series per folder")
-    array = np.stack(planes, axis=-1).astype(np.float32, copy=False)
+    volumes = []
+    for chosen in frames:
+        planes = []
+        for s in chosen:
+            image = s.load()
+            shapes.add(image.shape)
+            planes.append(image.T)
+        if len(shapes) > 1:
+            raise FaganError(
+                f"{path}: the slices differ in size {sorted(shapes)}; keep one series per folder"
+            )
+        volumes.append(np.stack(planes, axis=-1).astype(np.float32, copy=False))
+    array = volumes[0] if len(volumes) == 1 else np.stack(volumes, axis=-1)
     return array, _LPS_TO_RAS @ lps, meta
 
 
@@ -765,16 +822,21 @@ def _pixels(path: Path, ds: Any) -> np.ndarray:
         ) from exc
 
 
-def _dicom_meta(ds: Any) -> dict:
+def _dicom_meta(ds: Any, frames: bool = False) -> dict:
+    """What a DICOM volume's metadata keeps of ``ds``; with ``frames`` (all volumes of a 4D series
+    were read) also the time between them, taken as RepetitionTime (as dcm2niix does)."""
     keys = ("Modality", "SeriesInstanceUID", "SeriesDescription", "BodyPartExamined")
     meta = {k: str(ds.get(k)) for k in keys if ds.get(k) not in (None, "")}
+    repetition = _number(ds.get("RepetitionTime"))
+    if frames and np.isfinite(repetition) and repetition > 0:
+        meta["frame_interval"] = repetition / 1000.0  # ms -> s
     signed = _number(ds.get("PixelRepresentation")) == 1
     meta["dtype"] = f"{'int' if signed else 'uint'}{int(_number(ds.get('BitsAllocated'), 16))}"
     meta["photometric"] = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     return meta
 
 
-def _read_dicom_file(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray, dict]:
+def _read_dicom_file(path: Path, frame: int | str | None) -> tuple[np.ndarray, np.ndarray, dict]:
     header = _dicom_read(path, pixels=False)
     _check_dicom_image(path, header)
     ds = _dicom_read(path, pixels=True)
@@ -805,7 +867,7 @@ def _read_dicom_file(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndar
         slices.append(_Slice(position, (temporal, f), load, f"frame {f + 1} of the file"))
     plane = _plane(ds, 0 if n > 1 else None)
     array, affine, meta = _assemble(path, slices, plane, frame)
-    meta.update(_dicom_meta(ds), format="dicom", n_images=n)
+    meta.update(_dicom_meta(ds, array.ndim == 4), format="dicom", n_images=n)
     return array, affine, meta
 
 
@@ -818,7 +880,7 @@ def _series_files(folder: Path) -> list[Path]:
     ]
 
 
-def _read_dicom_series(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray, dict]:
+def _read_dicom_series(path: Path, frame: int | str | None) -> tuple[np.ndarray, np.ndarray, dict]:
     files = _series_files(path)
     if not files:
         raise FaganError(
@@ -874,7 +936,7 @@ def _read_dicom_series(path: Path, frame: int | None) -> tuple[np.ndarray, np.nd
 
         slices.append(_Slice(_floats(h.get("ImagePositionPatient"), 3), key, load, p.name))
     array, affine, meta = _assemble(path, slices, plane, frame)
-    meta.update(_dicom_meta(first), format="dicom-series", n_images=len(files))
+    meta.update(_dicom_meta(first, array.ndim == 4), format="dicom-series", n_images=len(files))
     return array, affine, meta
 
 
@@ -915,7 +977,7 @@ def _ismrmrd_voxel_size(header: Any) -> tuple[float, float, float]:
         return 1.0, 1.0, 1.0
 
 
-def _read_fastmri(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray, dict]:
+def _read_fastmri(path: Path, frame: int | str | None) -> tuple[np.ndarray, np.ndarray, dict]:
     import h5py
 
     try:
@@ -931,7 +993,7 @@ def _read_fastmri(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray
         raise _corrupt(path, "HDF5", exc) from exc
 
 
-def _read_fastmri_open(path: Path, f: Any, frame: int | None) -> tuple[np.ndarray, np.ndarray, dict]:
+def _read_fastmri_open(path: Path, f: Any, frame: int | str | None) -> tuple[np.ndarray, np.ndarray, dict]:
     import h5py
 
     name = next((n for n in _FASTMRI_IMAGES if n in f), None)
@@ -1009,7 +1071,7 @@ def _image_2d(path: Path, image: np.ndarray, fmt: str) -> tuple[np.ndarray, np.n
     return image.astype(np.float32)[:, :, None], np.eye(4), meta
 
 
-def _read_npy(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray, dict]:
+def _read_npy(path: Path, frame: int | str | None) -> tuple[np.ndarray, np.ndarray, dict]:
     try:
         with open(path, "rb") as f:
             version = np.lib.format.read_magic(f)
@@ -1030,7 +1092,7 @@ def _read_npy(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray, di
     return _image_2d(path, np.asarray(image), "npy")
 
 
-def _read_png(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray, dict]:
+def _read_png(path: Path, frame: int | str | None) -> tuple[np.ndarray, np.ndarray, dict]:
     from PIL import Image
 
     try:
@@ -1052,7 +1114,7 @@ def _read_png(path: Path, frame: int | None) -> tuple[np.ndarray, np.ndarray, di
     return _image_2d(path, image, "png")
 
 
-_READERS: dict[str, Callable[[Path, int | None], tuple[np.ndarray, np.ndarray, dict]]] = {
+_READERS: dict[str, Callable[[Path, int | str | None], tuple[np.ndarray, np.ndarray, dict]]] = {
     "nifti": _read_nifti,
     "dicom": _read_dicom_file,
     "dicom-series": _read_dicom_series,

@@ -67,7 +67,7 @@ def check_output_shape(path: str | os.PathLike, shape: tuple[int, ...], axis: in
     """Refuse a ``.npy``/``.png`` output for an image that is not one 2D slice along ``axis``
     (called before any work on the input's shape, and by :func:`save_result` on the result's)."""
     kind = output_kind(path)
-    if kind in (".npy", ".png") and (axis != 2 or len(shape) == 3 and shape[2] != 1):
+    if kind in (".npy", ".png") and (axis != 2 or len(shape) > 3 or len(shape) == 3 and shape[2] != 1):
         raise FaganError(
             f"{kind} output holds one 2D slice; this image has shape {tuple(shape)}: use .nii.gz"
         )
@@ -110,6 +110,7 @@ def save_result(path: str | os.PathLike, volume: Volume, overwrite: bool = False
             qform_code=meta.get("qform_code"),
             display_range=meta.get("display_range"),
             description=_provenance(meta),
+            frame_interval=meta.get("frame_interval"),
         )
         return path
     if path.exists() and not overwrite:
@@ -195,15 +196,16 @@ def _gb(n: float) -> str:
 
 
 def check_resources(
-    shape: tuple[int, int, int],
+    shape: tuple[int, ...],
     scale: int,
     axis: int,
     output: str | os.PathLike,
     memory: int | None = None,
 ) -> int:
-    """Refuse, before any work, upscaling a ``shape`` volume ``scale`` times in the plane across
-    ``axis`` when the input and the result (float32) exceed ``memory`` bytes (default:
-    :func:`available_memory`), or when an uncompressed ``output`` would not fit on its disk.
+    """Refuse, before any work, upscaling a ``shape`` volume (``(X, Y, Z)``, or ``(X, Y, Z, T)``
+    for T volumes) ``scale`` times in the plane across ``axis`` when the input and the result
+    (float32) exceed ``memory`` bytes (default: :func:`available_memory`), or when an
+    uncompressed ``output`` would not fit on its disk.
 
     Returns the bytes the result needs. Slices go through the network in batches and tiles, so
     the volumes themselves are what must fit.
@@ -213,7 +215,7 @@ def check_resources(
         voxels *= int(n)
     in_bytes = 4 * voxels
     out_bytes = in_bytes * scale * scale
-    out_shape = "x".join(str(n * (1 if i == axis else scale)) for i, n in enumerate(shape))
+    out_shape = "x".join(str(n * (1 if i in (axis, 3) else scale)) for i, n in enumerate(shape))
     memory = available_memory() if memory is None else memory
     if memory is not None and in_bytes + out_bytes > memory:
         raise FaganError(

@@ -219,6 +219,10 @@ def upscale_volume(
 ) -> Volume:
     """Super-resolve every slice of ``volume`` along ``axis`` in its own plane.
 
+    A 4D volume ``(X, Y, Z, T)`` (read with ``frame=ALL_FRAMES``) is upscaled volume by volume, each
+    normalised by its own fit (a diffusion series' b0 and weighted volumes differ several-fold in
+    brightness), and comes back 4D; whether its output is clipped at 0 is decided once, for all.
+
     ``optimize`` runs a copy of ``generator`` rewritten by
     :func:`fagan.models.fast.optimize_for_inference` (same output to fp32 rounding, faster).
     ``self_ensemble`` averages the outputs of the eight rotations and mirror images of each slice
@@ -251,33 +255,38 @@ def upscale_volume(
     device = torch.device(device)
     scale: int = generator.scale  # type: ignore[assignment]
     in_plane_axes(axis)
+    if volume.array.ndim not in (3, 4):
+        raise ValueError(f"expected a 3D or 4D volume, got shape {volume.array.shape}")
     sign = -1.0 if volume.meta.get("photometric") == "MONOCHROME1" else 1.0
-    array = volume.array if sign > 0 else -volume.array
-    if scaling is None:
-        scaling = fit_scaling(array)
-    elif sign < 0:  # given in stored values: the network sees them negated
+    if scaling is not None and sign < 0:  # given in stored values: the network sees them negated
         scaling = IntensityScaling(-scaling.high, -scaling.low)
     # in stored values, MONOCHROME1 or not
     magnitude = is_magnitude(volume.array) if clip_negative is None else clip_negative
-    slices = np.moveaxis(array, axis, 0)  # (n, h, w)
-    n, h, w = slices.shape
-    result = np.empty((n, h * scale, w * scale), dtype=np.float32)
+    frames = volume.array[..., None] if volume.array.ndim == 3 else volume.array
+    n, h, w = np.moveaxis(frames[..., 0], axis, 0).shape
+    result = np.empty((frames.shape[3], n, h * scale, w * scale), dtype=np.float32)
     if optimize:
         from fagan.models.fast import optimize_for_inference
 
         generator = optimize_for_inference(generator, device)
     else:
         generator = generator.to(device).eval()
-    bar = tqdm(total=n, unit="slice", desc=f"x{scale}", disable=not progress, leave=False)
-    for part in _batches(n, batch_size):
-        lr = torch.from_numpy(np.ascontiguousarray(slices[part], dtype=np.float32))[:, None].to(device)
-        lr = scaling.apply(lr)
-        sr = upscale_batch(generator, lr, tile, overlap, max_pixels, precision, self_ensemble)
-        if consistency:
-            sr = project_onto_input(sr, lr, scale)
-        out = sign * scaling.invert(sr[:, 0])
-        result[part] = (out.clamp_min(0.0) if magnitude else out).cpu().numpy()
-        bar.update(part.stop - part.start)
+    bar = tqdm(total=n * frames.shape[3], unit="slice", desc=f"x{scale}", disable=not progress, leave=False)
+    for t in range(frames.shape[3]):
+        array = frames[..., t] if sign > 0 else -frames[..., t]
+        fit = fit_scaling(array) if scaling is None else scaling
+        slices = np.moveaxis(array, axis, 0)  # (n, h, w)
+        for part in _batches(n, batch_size):
+            lr = torch.from_numpy(np.ascontiguousarray(slices[part], dtype=np.float32))[:, None].to(device)
+            lr = fit.apply(lr)
+            sr = upscale_batch(generator, lr, tile, overlap, max_pixels, precision, self_ensemble)
+            if consistency:
+                sr = project_onto_input(sr, lr, scale)
+            out = sign * fit.invert(sr[:, 0])
+            result[t, part] = (out.clamp_min(0.0) if magnitude else out).cpu().numpy()
+            bar.update(part.stop - part.start)
     bar.close()
     meta = dict(volume.meta, upscaled_by=scale, upscale_axis=axis)
-    return Volume(np.moveaxis(result, 0, axis), resampled_affine(volume.affine, scale, axis), meta)
+    array = np.moveaxis(result, 1, axis + 1)  # (T, X', Y', Z')
+    array = array[0] if volume.array.ndim == 3 else np.moveaxis(array, 0, -1)
+    return Volume(array, resampled_affine(volume.affine, scale, axis), meta)
