@@ -169,6 +169,19 @@ def test_the_output_keeps_the_display_window_and_says_what_made_it(tmp_path, wei
     header = nib.load(tmp_path / "sr.nii").header
     assert (float(header["cal_min"]), float(header["cal_max"])) == (50.0, 700.0)
     assert header["descrip"].item().decode().endswith("x2 super-resolution of lr.nii")
+    assert header.get_intent()[0] == "none" and header["aux_file"].item() == b""
+
+
+def test_the_output_keeps_what_the_values_are_and_their_colour_map(tmp_path, weights_dir) -> None:
+    rng = np.random.default_rng(0)
+    img = nib.Nifti1Image((rng.standard_normal((12, 10, 4)) * 3).astype(np.float32), np.eye(4))
+    img.header.set_intent("t test", (24.0,), "tstat1")  # a t map with 24 degrees of freedom
+    img.header["aux_file"] = b"hot"
+    nib.save(img, tmp_path / "tstat.nii.gz")
+    argv = ["upscale", str(tmp_path / "tstat.nii.gz"), "-o", str(tmp_path / "sr.nii.gz"), "--scale", "2"]
+    assert main([*argv, "--weights", str(weights_dir / "x2.safetensors")]) == 0
+    header = nib.load(tmp_path / "sr.nii.gz").header
+    assert header.get_intent() == ("t test", (24.0,), "tstat1") and header["aux_file"].item() == b"hot"
 
 
 def test_a_sheared_affine_stays_in_the_sform_alone(tmp_path, weights_dir) -> None:
@@ -315,6 +328,31 @@ def test_a_wrapped_phase_map_gets_a_warning(tmp_path, weights_dir, capsys) -> No
         args = ["upscale", str(tmp_path / "phase.nii.gz"), "-o", str(out), "--clip-negative", clip]
         assert main([*args, "--scale", "2", "--weights", str(weights_dir / "x2.safetensors")]) == 0
         assert "like a wrapped phase map" in capsys.readouterr().err
+
+
+def test_a_phase_image_by_its_image_type_gets_a_warning(tmp_path, weights_dir, capsys) -> None:
+    """Siemens stores phase as -4096..4094, which no value test can tell from a signed map; DICOM's
+    ImageType (or the copy dcm2niix puts in a NIfTI's JSON sidecar) names it."""
+    series = tmp_path / "series"
+    series.mkdir()
+    for k in range(2):
+        pixels = np.random.default_rng(k).integers(0, 4096, (8, 10)).astype(np.uint16)
+        write_slice(series / f"im{k}.dcm", pixels, position=(0.0, 0.0, 2.0 * k), instance=k + 1,
+                    slope=2.0, intercept=-4096.0, ImageType=["ORIGINAL", "PRIMARY", "P", "ND"])  # fmt: skip
+    _nifti(tmp_path / "ph.nii.gz", offset=-500)
+    (tmp_path / "ph.json").write_text('{"ImageType": ["ORIGINAL", "PRIMARY", "P", "ND"]}')
+    _nifti(tmp_path / "mag.nii.gz")
+    (tmp_path / "mag.json").write_text('{"ImageType": ["ORIGINAL", "PRIMARY", "M", "ND"]}')
+    _nifti(tmp_path / "odd.nii.gz")
+    (tmp_path / "odd.json").write_text('["not", "a sidecar"')  # unreadable: ignored
+    cases = [(series, True), (tmp_path / "ph.nii.gz", True)]
+    cases += [(tmp_path / "mag.nii.gz", False), (tmp_path / "odd.nii.gz", False)]
+    for source, warned in cases:
+        out = tmp_path / f"sr_{source.name}.nii"
+        args = ["upscale", str(source), "-o", str(out), "--scale", "2"]
+        assert main([*args, "--weights", str(weights_dir / "x2.safetensors")]) == 0
+        err = capsys.readouterr().err
+        assert ("ImageType is ORIGINAL\\PRIMARY\\P\\ND, a phase image" in err) == warned, err
 
 
 def test_a_dicom_without_geometry_warns_once_for_a_nifti_output(tmp_path, weights_dir, capsys) -> None:

@@ -122,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         volume = read_volume(source, frame=args.frame)
         _check_axis(source, volume.array.shape, args.axis)
         _warn_geometry(source, volume, args.axis, output)
+        _warn_phase(source, volume)
         check_png_range(output, volume.array)
         if shape is None:  # headers unreadable on their own: check now, the input already held
             check_output_shape(output, volume.array.shape, args.axis)
@@ -179,25 +180,39 @@ def _check_axis(source: object, shape: tuple[int, ...], axis: int) -> None:
         raise ValueError(f"{source} is a 2D image; upscale it along --axis 2")
 
 
+def _warn_phase(source: object, volume: Volume) -> None:
+    """Warn (on stderr, one line) when the input is a phase image: its DICOM ImageType (or the one
+    dcm2niix copied into a NIfTI's JSON sidecar) says so (Siemens stores phase as -4096..4094), or
+    its values span -pi..pi like a wrapped phase map in radians."""
+    import sys
+
+    image_type = [v.upper() for v in volume.meta.get("image_type", ())]
+    low, high = float(volume.array.min()), float(volume.array.max())
+    if "P" in image_type[2:] or any("PHASE" in v for v in image_type):  # after ORIGINAL\PRIMARY
+        joined = "\\".join(volume.meta["image_type"])
+        why = f"its ImageType is {joined}, a phase image"
+    elif -3.3 < low < -3.0 and 3.0 < high < 3.3:  # -pi..pi, and not a magnitude image
+        why = f"it holds values from {low:.4g} to {high:.4g}, like a wrapped phase map"
+    else:
+        return
+    print(
+        f"fagan: warning: {source}: {why}; super-resolution blends values across the phase wraps - "
+        "upscale the magnitude image, or the phase unwrapped",
+        file=sys.stderr,
+    )
+
+
 def _clipping(source: object, array: np.ndarray, choice: str) -> bool:
     """Whether the output is clipped at 0 (``--clip-negative``: "auto" decides by
-    :func:`fagan.inference.upscale.is_magnitude`). Says (on stderr, one line each) when an input
-    looks like a wrapped phase map, and when one with values below 0 is taken for a magnitude
-    image."""
+    :func:`fagan.inference.upscale.is_magnitude`). Says (on stderr, one line) when an input with
+    values below 0 is taken for a magnitude image."""
     import sys
 
     import numpy as np
 
     from fagan.inference.upscale import bright_end, is_magnitude
 
-    low, high = float(array.min()), float(array.max())
-    if -3.3 < low < -3.0 and 3.0 < high < 3.3:  # -pi..pi, and not a magnitude image
-        print(
-            f"fagan: warning: {source} holds values from {low:.4g} to {high:.4g}, like a wrapped phase "
-            "map; its output blends across the wraps and can leave that range - upscale the "
-            "magnitude image, or the phase unwrapped",
-            file=sys.stderr,
-        )
+    low = float(array.min())
     if choice != "auto":
         return choice == "yes"
     magnitude = is_magnitude(array)

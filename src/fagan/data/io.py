@@ -417,10 +417,21 @@ def _read_nifti(path: Path, frame: int | str | None) -> tuple[np.ndarray, np.nda
             f"{path}: the sform is singular but the qform is valid; set sform_code to 0 so that "
             "readers use the qform (nibabel: img.set_sform(None, 0))"
         )
-    # The display window viewers open it with (cal_min, cal_max), in the units the output keeps.
+    # The display window viewers open it with (cal_min, cal_max), in the units the output keeps;
+    # what the values are (intent: a z or t statistic, say; labels were refused above); and the
+    # colour map some viewers (FSLeyes, MRIcroGL) take from aux_file.
     cal = (float(img.header["cal_min"]), float(img.header["cal_max"]))
     if np.isfinite(cal).all() and cal[1] > cal[0]:
         meta["display_range"] = cal
+    if int(img.header["intent_code"]) != 0:
+        code, params, name = img.header.get_intent()
+        meta["intent"] = (code, tuple(float(p) for p in params), name)
+    aux = img.header["aux_file"].item().decode("ascii", "replace").strip()
+    if aux:
+        meta["aux_file"] = aux
+    image_type = _sidecar_image_type(path)
+    if image_type:
+        meta["image_type"] = image_type
     # A file registered by FSL or SPM keeps the scanner's transform in its qform beside the new
     # one in its sform, and readers differ in which they use (ITK, so ITK-SNAP and 3D Slicer,
     # reads the qform unless the sform says scanner). Such a qform, or one with its own code, is
@@ -431,6 +442,21 @@ def _read_nifti(path: Path, frame: int | str | None) -> tuple[np.ndarray, np.nda
         if qform != sform or not np.allclose(q, affine, rtol=0, atol=1e-4):
             meta["qform_world"], meta["qform_code"] = q @ np.linalg.inv(affine), qform
     return data, affine, meta
+
+
+def _sidecar_image_type(path: Path) -> tuple[str, ...] | None:
+    """The DICOM ImageType that dcm2niix copies into a NIfTI file's JSON sidecar (``scan.json``
+    beside ``scan.nii.gz``, as BIDS names it); None without a readable one."""
+    import json
+
+    sidecar = path.with_name(volume_stem(path.name) + ".json")
+    try:
+        value = json.loads(sidecar.read_text(encoding="utf-8")).get("ImageType")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if isinstance(value, str):
+        value = [value]
+    return tuple(str(v) for v in value) if isinstance(value, list) and value else None
 
 
 #: NIfTI intent codes of label maps: NIFTI_INTENT_LABEL and NIFTI_INTENT_NEURONAME.
@@ -461,10 +487,14 @@ def write_nifti(
     display_range: tuple[float, float] | None = None,
     description: str = "",
     frame_interval: float | None = None,
+    intent: tuple[str, tuple[float, ...], str] | None = None,
+    aux_file: str = "",
 ) -> None:
     """Write ``array`` (2D, 3D, or 4D ``(X, Y, Z, T)``, stored as float32) with ``affine`` (4x4) to
     ``.nii``/``.nii.gz``; ``frame_interval``, the seconds between the volumes of a 4D array, goes
-    into the fourth voxel size (pixdim[4]; 1 when not given).
+    into the fourth voxel size (pixdim[4]; 1 when not given). ``intent`` (code, parameters, name,
+    as nibabel's ``get_intent`` gives them) and ``aux_file`` (a colour map's name, for viewers that
+    read it) go into their fields.
 
     The affine goes into the sform and, unless it shears (which a qform cannot hold), the qform
     too, both with ``xform_code`` (1 scanner, 2 aligned, 3 Talairach, 4 MNI): a viewer that reads
@@ -513,6 +543,9 @@ def write_nifti(
         img.set_qform(None, 0)
     img.set_data_dtype(np.float32)
     img.header.set_xyzt_units("mm", "sec")
+    if intent is not None:
+        img.header.set_intent(intent[0], intent[1], intent[2])
+    img.header["aux_file"] = aux_file.encode("ascii", "replace")[:23]
     if data.ndim == 4 and frame_interval is not None:
         img.header.set_zooms(img.header.get_zooms()[:3] + (float(frame_interval),))
     if display_range is not None:
@@ -827,6 +860,10 @@ def _dicom_meta(ds: Any, frames: bool = False) -> dict:
     were read) also the time between them, taken as RepetitionTime (as dcm2niix does)."""
     keys = ("Modality", "SeriesInstanceUID", "SeriesDescription", "BodyPartExamined")
     meta = {k: str(ds.get(k)) for k in keys if ds.get(k) not in (None, "")}
+    image_type = ds.get("ImageType")  # e.g. ORIGINAL\PRIMARY\P\ND for a phase image
+    if image_type:
+        values = [image_type] if isinstance(image_type, str) else list(image_type)
+        meta["image_type"] = tuple(str(v) for v in values)
     repetition = _number(ds.get("RepetitionTime"))
     if frames and np.isfinite(repetition) and repetition > 0:
         meta["frame_interval"] = repetition / 1000.0  # ms -> s

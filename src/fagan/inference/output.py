@@ -111,6 +111,8 @@ def save_result(path: str | os.PathLike, volume: Volume, overwrite: bool = False
             display_range=meta.get("display_range"),
             description=_provenance(meta),
             frame_interval=meta.get("frame_interval"),
+            intent=meta.get("intent"),
+            aux_file=meta.get("aux_file", ""),
         )
         return path
     if path.exists() and not overwrite:
