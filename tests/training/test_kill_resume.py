@@ -180,6 +180,38 @@ def test_a_run_killed_before_its_first_checkpoint_starts_again_on_resume(
     )
 
 
+def test_a_run_killed_while_saving_its_first_checkpoint_starts_again_on_resume(
+    tmp_path, monkeypatch, one_thread
+) -> None:
+    """Killed between writing step_*.pt and its checksum, the run holds one unverifiable
+    checkpoint and no finished one: resuming refused it as damaged and asked for a new --out
+    (found by the slow SIGKILL test). It now starts again, like a run killed before any save."""
+    config = tiny_config(
+        "schedule.steps=3",
+        "schedule.checkpoint_every=3",
+        "schedule.validate_every=3",
+        f"data.manifest={VOLUME}",
+    )
+    train(config, tmp_path / "straight", device="cpu")
+    real_write = checkpoint._atomic_write
+
+    def killed_before_the_checksum(path: Path, data: bytes) -> None:
+        if path.name.endswith(".sha256"):
+            raise KeyboardInterrupt  # stands in for SIGKILL between the two renames
+        real_write(path, data)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(checkpoint, "_atomic_write", killed_before_the_checksum)
+        with pytest.raises(KeyboardInterrupt):
+            train(config, tmp_path / "killed", device="cpu")
+    assert [p.name for p in checkpoint.list_checkpoints(tmp_path / "killed")] == ["step_00000003.pt"]
+    assert checkpoint.finished_checkpoints(tmp_path / "killed") == []
+    train(config, tmp_path / "killed", device="cpu", resume=True)
+    _same_weights(
+        *(checkpoint.list_checkpoints(tmp_path / run)[-1] for run in ("straight", "killed")), steps=3
+    )
+
+
 class _RunsCode:
     """Unpickling this creates the folder ``marker``: proof that a checkpoint's code ran."""
 

@@ -48,6 +48,12 @@ def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def finished_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """The checkpoints of a run whose save finished (their checksum was written), oldest first.
+    A run killed during its first save has none: it has nothing to resume from."""
+    return [p for p in list_checkpoints(run_dir) if _sidecar(p).is_file()]
+
+
 def leftovers(run_dir: str | os.PathLike) -> list[Path]:
     """Temporary files of saves that were killed before they could clean up."""
     return atomic.leftovers(Path(run_dir) / FOLDER, r"step_\d+\.pt(?:\.sha256)?")

@@ -505,7 +505,7 @@ def _train(
     if writer is not None:
         progress.writers.append(writer)
     payload: dict[str, Any] | None = None
-    if resume and checkpoint.list_checkpoints(run_dir):
+    if resume and checkpoint.finished_checkpoints(run_dir):
         payload, path = checkpoint.load_latest(run_dir)  # on CPU: RNG states must stay there
         _check_resume(config, payload, run_dir)
     loss_fn = _loss_fn(config, vgg_weights, runtime.device)
@@ -524,9 +524,9 @@ def _train(
 
     step, samples, bad = 0, 0, 0
     if resume and payload is None:
-        # Stopped (killed) before its first checkpoint: nothing to restore, so the run starts over;
-        # the seeds above make that the same run.
-        log.warning("%s holds no checkpoint yet; starting the run again from step 0", run_dir)
+        # Stopped (killed) before its first checkpoint, or while saving it: nothing to restore, so
+        # the run starts over; the seeds above make that the same run.
+        log.warning("%s holds no finished checkpoint yet; starting the run again from step 0", run_dir)
         if runtime.is_main:
             logs.truncate_after(run_dir / logs.LOSSES, 0)
             logs.truncate_after(run_dir / logs.VALIDATION, 0)
