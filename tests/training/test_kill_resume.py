@@ -152,40 +152,15 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-def test_a_run_killed_before_its_first_checkpoint_starts_again_on_resume(
-    tmp_path, monkeypatch, one_thread
+@pytest.mark.parametrize("kill", ["before the save", "between the checkpoint and its checksum"])
+def test_a_run_killed_before_its_first_checkpoint_is_finished_starts_again_on_resume(
+    tmp_path, monkeypatch, one_thread, kill
 ) -> None:
     """With no checkpoint to restore, ``--resume`` used to fail and a fresh start was refused
-    because the directory already held losses.jsonl: the run could be neither resumed nor restarted."""
-    config = tiny_config(
-        "schedule.steps=3",
-        "schedule.checkpoint_every=3",
-        "schedule.validate_every=3",
-        f"data.manifest={VOLUME}",
-    )
-    train(config, tmp_path / "straight", device="cpu")
-
-    def killed(*args: object, **kwargs: object) -> None:
-        raise KeyboardInterrupt  # stands in for SIGKILL just before the first save
-
-    with monkeypatch.context() as patch:
-        patch.setattr(checkpoint, "save_checkpoint", killed)
-        with pytest.raises(KeyboardInterrupt):
-            train(config, tmp_path / "killed", device="cpu")
-    assert checkpoint.list_checkpoints(tmp_path / "killed") == []
-    assert len(read_jsonl(tmp_path / "killed" / "losses.jsonl")) == 3
-    train(config, tmp_path / "killed", device="cpu", resume=True)
-    _same_weights(
-        *(checkpoint.list_checkpoints(tmp_path / run)[-1] for run in ("straight", "killed")), steps=3
-    )
-
-
-def test_a_run_killed_while_saving_its_first_checkpoint_starts_again_on_resume(
-    tmp_path, monkeypatch, one_thread
-) -> None:
-    """Killed between writing step_*.pt and its checksum, the run holds one unverifiable
-    checkpoint and no finished one: resuming refused it as damaged and asked for a new --out
-    (found by the slow SIGKILL test). It now starts again, like a run killed before any save."""
+    because the directory already held losses.jsonl: the run could be neither resumed nor restarted.
+    Killed between writing step_*.pt and its checksum, the run held one unverifiable checkpoint and
+    no finished one, and resuming refused it as damaged (found by the slow SIGKILL test). Both now
+    start again from step 0."""
     config = tiny_config(
         "schedule.steps=3",
         "schedule.checkpoint_every=3",
@@ -195,17 +170,19 @@ def test_a_run_killed_while_saving_its_first_checkpoint_starts_again_on_resume(
     train(config, tmp_path / "straight", device="cpu")
     real_write = checkpoint._atomic_write
 
-    def killed_before_the_checksum(path: Path, data: bytes) -> None:
-        if path.name.endswith(".sha256"):
-            raise KeyboardInterrupt  # stands in for SIGKILL between the two renames
+    def killed(path: Path, data: bytes) -> None:
+        if kill == "before the save" or path.name.endswith(".sha256"):
+            raise KeyboardInterrupt  # stands in for SIGKILL
         real_write(path, data)
 
     with monkeypatch.context() as patch:
-        patch.setattr(checkpoint, "_atomic_write", killed_before_the_checksum)
+        patch.setattr(checkpoint, "_atomic_write", killed)
         with pytest.raises(KeyboardInterrupt):
             train(config, tmp_path / "killed", device="cpu")
-    assert [p.name for p in checkpoint.list_checkpoints(tmp_path / "killed")] == ["step_00000003.pt"]
+    left = [] if kill == "before the save" else ["step_00000003.pt"]
+    assert [p.name for p in checkpoint.list_checkpoints(tmp_path / "killed")] == left
     assert checkpoint.finished_checkpoints(tmp_path / "killed") == []
+    assert len(read_jsonl(tmp_path / "killed" / "losses.jsonl")) == 3
     train(config, tmp_path / "killed", device="cpu", resume=True)
     _same_weights(
         *(checkpoint.list_checkpoints(tmp_path / run)[-1] for run in ("straight", "killed")), steps=3
