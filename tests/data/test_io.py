@@ -112,6 +112,15 @@ def test_a_label_map_is_refused(tmp_path, intent):
         read_volume(tmp_path / "labels.nii")
 
 
+@pytest.mark.parametrize("code", [2006, 2007, 1007])
+def test_warp_fields_and_coefficients_are_refused(tmp_path, code):
+    img = nib.Nifti1Image(RNG.random((4, 5, 6, 3)).astype(np.float32), np.diag([10.0, 10.0, 10.0, 1.0]))
+    img.header["intent_code"] = code  # e.g. FNIRT's displacement field, its spline coefficients
+    nib.save(img, tmp_path / "warp.nii.gz")
+    with pytest.raises(FaganError, match=f"NIfTI intent {code} .*not an image's intensities"):
+        read_volume(tmp_path / "warp.nii.gz", frame=io.ALL_FRAMES)
+
+
 def test_nifti_4d_needs_a_frame(tmp_path):
     data = np.stack([_blob((3, 4, 5)) + 10 * t for t in range(3)], axis=-1)
     path = tmp_path / "bold.nii.gz"
@@ -131,24 +140,34 @@ def test_nifti_4d_read_whole_keeps_the_time_between_volumes(tmp_path):
     nib.save(img, tmp_path / "bold.nii.gz")
     volume = read_volume(tmp_path / "bold.nii.gz", frame=io.ALL_FRAMES)
     np.testing.assert_allclose(volume.array, data)
-    assert volume.meta["frame_interval"] == 1.5 and volume.meta["shape"] == (3, 4, 5, 3)
+    # as the header says it, unit and all (an unknown unit stays unknown)
+    assert volume.meta["frame_interval"] == (1500.0, "msec") and volume.meta["shape"] == (3, 4, 5, 3)
+    assert io.claimed_shape(tmp_path / "bold.nii.gz", all_frames=True) == (3, 4, 5, 3)
+    assert io.claimed_shape(tmp_path / "bold.nii.gz") == (3, 4, 5)
     three_d = tmp_path / "t1.nii.gz"
     nib.save(nib.Nifti1Image(data[..., 0], np.eye(4)), three_d)
     assert read_volume(three_d, frame=io.ALL_FRAMES).array.shape == (3, 4, 5)  # 3D stays 3D
-    data[..., 1] = 7.0
-    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "dead.nii.gz")
-    with pytest.raises(FaganError, match="volume 1 of 3 is constant"):
-        read_volume(tmp_path / "dead.nii.gz", frame=io.ALL_FRAMES)
+    assert io.claimed_shape(three_d, all_frames=True) == (3, 4, 5)
+    data[..., 1] = 7.0  # a constant volume (a dummy scan) is read: upscaling passes it through
+    data[0, 0, 0, 2] = np.nan
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "odd.nii.gz")
+    with pytest.raises(FaganError, match=r"1 voxels are NaN or infinite \(in volume 2\)"):
+        read_volume(tmp_path / "odd.nii.gz", frame=io.ALL_FRAMES)
+    data[0, 0, 0, 2] = 1.0
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "odd.nii.gz")
+    assert read_volume(tmp_path / "odd.nii.gz", frame=io.ALL_FRAMES).array[..., 1].max() == 7.0
     with pytest.raises(FaganError, match="non-negative integer or 'all'"):
         read_volume(tmp_path / "bold.nii.gz", frame="every")
 
 
 def test_write_nifti_4d_with_the_time_between_volumes(tmp_path):
     data = RNG.random((3, 4, 5, 2)).astype(np.float32)
-    io.write_nifti(tmp_path / "o.nii", data, np.eye(4), frame_interval=2.5)
+    io.write_nifti(tmp_path / "o.nii", data, np.eye(4), frame_interval=(2500.0, "msec"))
     img = nib.load(tmp_path / "o.nii")
     np.testing.assert_array_equal(img.get_fdata(), data)
-    assert img.header.get_zooms() == (1.0, 1.0, 1.0, 2.5) and img.header.get_xyzt_units() == ("mm", "sec")
+    assert img.header.get_zooms() == (1.0, 1.0, 1.0, 2500.0) and img.header.get_xyzt_units() == ("mm", "msec")
+    io.write_nifti(tmp_path / "o.nii", data, np.eye(4), overwrite=True)  # not known: not made up
+    assert nib.load(tmp_path / "o.nii").header.get_xyzt_units() == ("mm", "unknown")
 
 
 def test_nifti_2d_becomes_one_slice(tmp_path):
@@ -366,14 +385,30 @@ def test_dicom_series_with_time_points_needs_a_frame(tmp_path):
 
 def test_dicom_series_with_time_points_read_whole(tmp_path):
     first, second = _series_pixels(3), _series_pixels(3)
-    _write_series(tmp_path / "s", first, order=[0, 1, 2], TemporalPositionIdentifier=1, RepetitionTime=2500)
-    _write_series(tmp_path / "s", second, order=[3, 4, 5], TemporalPositionIdentifier=2, RepetitionTime=2500)
+    # a dynamic series: TR 4.2 ms, volumes 12.5 s apart (its acquisition times say so, not its TR)
+    common = {"RepetitionTime": 4.2, "EchoTime": 2.0}
+    _write_series(tmp_path / "s", first, order=[0, 1, 2], TemporalPositionIdentifier=1,
+                  AcquisitionTime="101500.000", **common)  # fmt: skip
+    _write_series(tmp_path / "s", second, order=[3, 4, 5], TemporalPositionIdentifier=2,
+                  AcquisitionTime="101512.500", **common)  # fmt: skip
     volume = read_volume(tmp_path / "s", frame=io.ALL_FRAMES)
     assert volume.array.shape == (*first[0].T.shape, 3, 2)
     for t, pixels in enumerate((first, second)):
         np.testing.assert_array_equal(volume.array[..., t], np.stack([p.T for p in pixels], -1) * 2.0 - 100)
     np.testing.assert_array_equal(volume.affine, read_volume(tmp_path / "s", frame=0).affine)
-    assert volume.meta["n_frames"] == 2 and volume.meta["frame_interval"] == 2.5  # RepetitionTime, in s
+    assert volume.meta["n_frames"] == 2 and volume.meta["frame_interval"] == (12.5, "sec")
+
+
+def test_dicom_echoes_or_missing_times_give_no_time_between_volumes(tmp_path):
+    pixels = _series_pixels(2)
+    for echo in (1, 2):  # a multi-echo series: its fourth axis is not time
+        _write_series(tmp_path / "echoes", pixels, order=[2 * echo, 2 * echo + 1], EchoTime=10.0 * echo,
+                      AcquisitionTime=f"1015{echo:02d}")  # fmt: skip
+        _write_series(tmp_path / "untimed", pixels, order=[2 * echo, 2 * echo + 1],
+                      TemporalPositionIdentifier=echo)  # fmt: skip
+    for folder in ("echoes", "untimed"):
+        volume = read_volume(tmp_path / folder, frame=io.ALL_FRAMES)
+        assert volume.array.shape[3] == 2 and volume.meta["frame_interval"] is None
 
 
 def test_dicom_multiframe_sorted_by_frame_position(tmp_path):

@@ -182,6 +182,15 @@ def test_the_output_keeps_what_the_values_are_and_their_colour_map(tmp_path, wei
     assert main([*argv, "--weights", str(weights_dir / "x2.safetensors")]) == 0
     header = nib.load(tmp_path / "sr.nii.gz").header
     assert header.get_intent() == ("t test", (24.0,), "tstat1") and header["aux_file"].item() == b"hot"
+    # fields nibabel has no name for, or that are not ASCII, are copied as they are
+    img.header["intent_code"], img.header["intent_p2"] = 9999, 2.5
+    img.header["intent_name"], img.header["aux_file"] = b"z\xe9stat", b"h\xf6t"
+    nib.save(img, tmp_path / "odd.nii.gz")
+    argv = ["upscale", str(tmp_path / "odd.nii.gz"), "-o", str(tmp_path / "odd_sr.nii.gz"), "--scale", "2"]
+    assert main([*argv, "--weights", str(weights_dir / "x2.safetensors")]) == 0
+    header = nib.load(tmp_path / "odd_sr.nii.gz").header
+    assert (int(header["intent_code"]), float(header["intent_p2"])) == (9999, 2.5)
+    assert header["intent_name"].item() == b"z\xe9stat" and header["aux_file"].item() == b"h\xf6t"
 
 
 def test_a_sheared_affine_stays_in_the_sform_alone(tmp_path, weights_dir) -> None:
@@ -237,6 +246,9 @@ def test_a_4d_nifti_comes_back_4d_and_one_volume_can_be_picked(tmp_path, weights
     img = nib.Nifti1Image(data, affine)
     img.header.set_zooms((1.5, 1.5, 4.0, 2000.0))
     img.header.set_xyzt_units("mm", "msec")
+    img.header.set_dim_info(freq=0, phase=1, slice=2)  # slice timing holds for slices kept whole
+    img.header.set_slice_duration(0.5)
+    img.header["slice_code"], img.header["slice_end"] = 1, 2
     nib.save(img, tmp_path / "dwi.nii.gz")
     argv = ["upscale", str(tmp_path / "dwi.nii.gz"), "--scale", "2",
             "--weights", str(weights_dir / "x2.safetensors")]  # fmt: skip
@@ -244,7 +256,15 @@ def test_a_4d_nifti_comes_back_4d_and_one_volume_can_be_picked(tmp_path, weights
     assert "(24x20x3x3, x2 along axes [0, 1]; 3 volumes)" in capsys.readouterr().out
     out = nib.load(tmp_path / "all.nii.gz")
     assert out.shape == (24, 20, 3, 3) and out.get_data_dtype() == np.float32
-    np.testing.assert_allclose(out.header.get_zooms(), (0.75, 0.75, 4.0, 2.0))  # TR kept, in s
+    np.testing.assert_allclose(out.header.get_zooms(), (0.75, 0.75, 4.0, 2000.0))  # TR kept, in ms
+    assert out.header.get_xyzt_units() == ("mm", "msec") and out.header.get_dim_info() == (0, 1, 2)
+    assert out.header.get_slice_duration() == 0.5
+    assert out.header.get_value_label("slice_code") == "sequential increasing"
+    assert main([*argv, "-o", str(tmp_path / "ax0.nii.gz"), "--axis", "0"]) == 0  # the slices resampled
+    assert "4 mm voxels along axis 2" in capsys.readouterr().err
+    sagittal = nib.load(tmp_path / "ax0.nii.gz").header
+    assert sagittal.get_dim_info() == (0, 1, 2) and int(sagittal["slice_code"]) == 0
+    assert float(sagittal["slice_duration"]) == 0.0
     np.testing.assert_allclose(out.affine, resampled_affine(affine, 2, 2))
     for t in (0, 1):  # each volume as if upscaled alone, in its own units
         assert main([*argv, "-o", str(tmp_path / f"v{t}.nii.gz"), "--frame", str(t)]) == 0
@@ -273,6 +293,7 @@ def test_a_dicom_series_with_time_points_comes_back_4d(tmp_path, weights_dir) ->
                 instance=3 * t + k + 1,
                 TemporalPositionIdentifier=t + 1,
                 RepetitionTime=3000.0,
+                AcquisitionTime=f"1200{3 * t:02d}.5{k}",  # 3 s apart (slices 10 ms apart)
             )
     out = tmp_path / "sr.nii"
     assert main(["upscale", str(series), "-o", str(out), "--scale", "2", "--weights",
@@ -280,7 +301,19 @@ def test_a_dicom_series_with_time_points_comes_back_4d(tmp_path, weights_dir) ->
     img = nib.load(out)
     assert img.shape == (20, 16, 3, 2)
     np.testing.assert_allclose(img.header.get_zooms(), (0.4, 0.4, 2.0, 3.0), rtol=1e-5)
-    assert int(img.header["sform_code"]) == 1
+    assert int(img.header["sform_code"]) == 1 and img.header.get_xyzt_units() == ("mm", "sec")
+    assert main(["upscale", str(series), "-o", str(tmp_path / "one.npy"), "--scale", "2", "--frame", "1",
+                 "--axis", "2", "--weights", str(weights_dir / "x2.safetensors")]) != 0  # 3 slices
+    # a cine series of one slice: its time points are not slices, so one of them is a 2D image
+    cine = tmp_path / "cine"
+    cine.mkdir()
+    for t in range(3):
+        pixels = (rng.random((8, 10)) * 2000).astype(np.uint16)
+        write_slice(cine / f"t{t}.dcm", pixels, position=(0.0, 0.0, 0.0), instance=t + 1,
+                    TemporalPositionIdentifier=t + 1)  # fmt: skip
+    assert main(["upscale", str(cine), "-o", str(tmp_path / "t1.npy"), "--scale", "2", "--frame", "1",
+                 "--weights", str(weights_dir / "x2.safetensors")]) == 0
+    assert np.load(tmp_path / "t1.npy").shape == (20, 16)
 
 
 def test_an_output_that_is_the_input_under_another_name_is_refused(tmp_path, weights_dir, capsys) -> None:
@@ -328,6 +361,12 @@ def test_a_wrapped_phase_map_gets_a_warning(tmp_path, weights_dir, capsys) -> No
         args = ["upscale", str(tmp_path / "phase.nii.gz"), "-o", str(out), "--clip-negative", clip]
         assert main([*args, "--scale", "2", "--weights", str(weights_dir / "x2.safetensors")]) == 0
         assert "like a wrapped phase map" in capsys.readouterr().err
+    img = nib.load(tmp_path / "phase.nii.gz")
+    img.header.set_intent("z score")  # a z map spanning -3.1..3.2 says what its values are
+    nib.save(img, tmp_path / "zstat.nii.gz")
+    args = ["upscale", str(tmp_path / "zstat.nii.gz"), "-o", str(tmp_path / "z.nii.gz"), "--scale", "2"]
+    assert main([*args, "--weights", str(weights_dir / "x2.safetensors")]) == 0
+    assert "phase" not in capsys.readouterr().err
 
 
 def test_a_phase_image_by_its_image_type_gets_a_warning(tmp_path, weights_dir, capsys) -> None:
@@ -345,14 +384,23 @@ def test_a_phase_image_by_its_image_type_gets_a_warning(tmp_path, weights_dir, c
     (tmp_path / "mag.json").write_text('{"ImageType": ["ORIGINAL", "PRIMARY", "M", "ND"]}')
     _nifti(tmp_path / "odd.nii.gz")
     (tmp_path / "odd.json").write_text('["not", "a sidecar"')  # unreadable: ignored
-    cases = [(series, True), (tmp_path / "ph.nii.gz", True)]
-    cases += [(tmp_path / "mag.nii.gz", False), (tmp_path / "odd.nii.gz", False)]
+    _nifti(tmp_path / "one.nii")
+    (tmp_path / "one.json").write_text('{"ImageType": "ORIGINAL\\\\PRIMARY\\\\P\\\\ND"}')  # one string
+    # a series holding magnitude and then phase images (Philips, GE): any phase file counts
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for k, kind in enumerate(["M_FFE", "M_FFE", "PHASE MAP", "PHASE MAP"]):
+        pixels = np.random.default_rng(k).integers(0, 4096, (8, 10)).astype(np.uint16)
+        write_slice(mixed / f"IM_{k:04d}.dcm", pixels, position=(0.0, 0.0, 2.0 * (k % 2)), instance=k + 1,
+                    ImageType=["ORIGINAL", "PRIMARY", kind, kind[0]])  # fmt: skip
+    cases = [(series, True), (tmp_path / "ph.nii.gz", True), (tmp_path / "one.nii", True)]
+    cases += [(mixed, True), (tmp_path / "mag.nii.gz", False), (tmp_path / "odd.nii.gz", False)]
     for source, warned in cases:
         out = tmp_path / f"sr_{source.name}.nii"
         args = ["upscale", str(source), "-o", str(out), "--scale", "2"]
         assert main([*args, "--weights", str(weights_dir / "x2.safetensors")]) == 0
         err = capsys.readouterr().err
-        assert ("ImageType is ORIGINAL\\PRIMARY\\P\\ND, a phase image" in err) == warned, err
+        assert ("ImageType is ORIGINAL\\PRIMARY\\P" in err and "a phase image" in err) == warned, err
 
 
 def test_a_dicom_without_geometry_warns_once_for_a_nifti_output(tmp_path, weights_dir, capsys) -> None:

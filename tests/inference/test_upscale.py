@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from fagan import FaganError
 from fagan.data.degrade import degrade
 from fagan.data.io import Volume
 from fagan.data.normalize import IntensityScaling, fit_scaling
@@ -95,6 +96,22 @@ def test_a_4d_volume_is_upscaled_volume_by_volume_each_on_its_own_scaling(axis: 
         np.testing.assert_allclose(out.array[..., t], alone.array, rtol=1e-5, atol=1e-3)
         np.testing.assert_array_equal(out.affine, alone.affine)
     assert (out.array[..., 0] < 0).any()  # not clipped, although the first volume alone would be
+
+
+def test_a_constant_volume_of_a_series_comes_back_constant_and_one_that_cannot_be_fitted_is_named(
+    monkeypatch,
+) -> None:
+    rng = np.random.default_rng(3)
+    array = np.stack([rng.random((10, 10, 3)) * 500, np.full((10, 10, 3), 40.0)], axis=-1).astype(np.float32)
+    out = upscale_volume(Volume(array, np.eye(4), {}), tiny_generator(2))
+    assert out.array.shape == (20, 20, 3, 2) and (out.array[..., 1] == 40.0).all()
+    array[..., 1] = 5.0
+    array[0, 0, 0, 1] = 0.0  # all 5 but one voxel: no percentile fit exists
+    calls = []
+    monkeypatch.setattr(upscale_module, "upscale_batch", lambda *a, **k: calls.append(a))
+    with pytest.raises(FaganError, match="volume 1 of 2: the image is constant"):
+        upscale_volume(Volume(array, np.eye(4), {}), tiny_generator(2))
+    assert calls == []  # refused before any slice went through the network
 
 
 def test_intensities_come_back_in_input_units() -> None:

@@ -14,6 +14,11 @@ if TYPE_CHECKING:
     from fagan.data.io import Volume
 
 
+#: ``--frame``'s "every volume" (:data:`fagan.data.io.ALL_FRAMES`, which is not imported here so
+#: that the CLI starts without numpy).
+ALL = "all"
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "upscale",
@@ -45,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--frame",
         type=_frame,
-        default="all",
+        default=ALL,
         help="the volume of a 4D input to upscale, from 0, or all (the default: a 4D output, each "
         "volume normalised on its own). A NIfTI's volumes are its 4th axis; a DICOM series' are the "
         "images at each position in order of TemporalPositionIdentifier, then EchoTime, then "
@@ -80,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from fagan import FaganError
-    from fagan.data.io import claimed_frames, claimed_shape, read_volume
+    from fagan.data.io import ALL_FRAMES, claimed_shape, read_volume, volume_format
     from fagan.inference import pick_device, upscale_volume
     from fagan.inference.output import (
         available_memory,
@@ -107,13 +112,13 @@ def run(args: argparse.Namespace) -> int:
     if not source.exists():
         raise FileNotFoundError(f"input not found: {source}")
     output = check_output(args.output, [source], args.overwrite)
-    shape = claimed_shape(source)  # from the headers: refuse what cannot fit before reading it
+    # from the headers: refuse what cannot fit before reading it
+    shape = claimed_shape(source, all_frames=args.frame == ALL_FRAMES)
     if shape is not None:
-        frames = claimed_frames(source) if args.frame == "all" else 1
-        shape4 = shape if frames == 1 else (*shape, frames)
         _check_axis(source, shape, args.axis)
-        check_output_shape(output, shape4, args.axis)
-        check_resources(shape4, args.scale, args.axis, output)
+        if not volume_format(source).startswith("dicom"):  # type: ignore[union-attr]
+            check_output_shape(output, shape, args.axis)  # (DICOM: frames count as slices here)
+        check_resources(shape, args.scale, args.axis, output)
     weights = Path(args.weights) if args.weights else shipped_weights(args.scale, args.variant)
     device = pick_device(args.device)
     generator, meta = load_release(weights, scale=args.scale, device=device)
@@ -124,8 +129,8 @@ def run(args: argparse.Namespace) -> int:
         _warn_geometry(source, volume, args.axis, output)
         _warn_phase(source, volume)
         check_png_range(output, volume.array)
+        check_output_shape(output, volume.array.shape, args.axis)
         if shape is None:  # headers unreadable on their own: check now, the input already held
-            check_output_shape(output, volume.array.shape, args.axis)
             free = available_memory()
             memory = None if free is None else free + volume.array.nbytes
             check_resources(volume.array.shape, args.scale, args.axis, output, memory=memory)
@@ -162,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _frame(text: str) -> int | str:
     """``--frame``: ``all`` or a volume's index (0 or more)."""
-    if text == "all":
+    if text == ALL:
         return text
     try:
         index = int(text)
@@ -186,12 +191,13 @@ def _warn_phase(source: object, volume: Volume) -> None:
     its values span -pi..pi like a wrapped phase map in radians."""
     import sys
 
-    image_type = [v.upper() for v in volume.meta.get("image_type", ())]
     low, high = float(volume.array.min()), float(volume.array.max())
-    if "P" in image_type[2:] or any("PHASE" in v for v in image_type):  # after ORIGINAL\PRIMARY
-        joined = "\\".join(volume.meta["image_type"])
+    phase = [t for t in volume.meta.get("image_types", ()) if _says_phase(t)]
+    if phase:
+        joined = "\\".join(phase[0])
         why = f"its ImageType is {joined}, a phase image"
-    elif -3.3 < low < -3.0 and 3.0 < high < 3.3:  # -pi..pi, and not a magnitude image
+    elif -3.3 < low < -3.0 and 3.0 < high < 3.3 and "intent" not in volume.meta:  # -pi..pi
+        # (and not a statistic map, whose intent says what its values are)
         why = f"it holds values from {low:.4g} to {high:.4g}, like a wrapped phase map"
     else:
         return
@@ -200,6 +206,13 @@ def _warn_phase(source: object, volume: Volume) -> None:
         "upscale the magnitude image, or the phase unwrapped",
         file=sys.stderr,
     )
+
+
+def _says_phase(image_type: tuple[str, ...]) -> bool:
+    """Whether DICOM ImageType values name a phase image: P after ORIGINAL/DERIVED and
+    PRIMARY/SECONDARY (Siemens), or PHASE in any value (Philips), the rule dcm2niix uses."""
+    values = [v.upper() for v in image_type]
+    return "P" in values[2:] or any("PHASE" in v for v in values)
 
 
 def _clipping(source: object, array: np.ndarray, choice: str) -> bool:

@@ -1,6 +1,7 @@
 """Reading MRI volumes into ``(float32 array, affine, metadata)`` and writing NIfTI.
 
-Every reader returns a :class:`Volume` whose ``array`` is 3D float32 ``(X, Y, Z)`` and whose
+Every reader returns a :class:`Volume` whose ``array`` is 3D float32 ``(X, Y, Z)`` (4D
+``(X, Y, Z, T)`` for every volume of a 4D input, read with ``frame=ALL_FRAMES``) and whose
 ``affine`` maps voxel indices ``(i, j, k, 1)`` to RAS+ millimetres (nibabel's convention).
 
 Layouts, per format:
@@ -99,9 +100,10 @@ def read_volume(path: str | os.PathLike, frame: int | str | None = None) -> Volu
     ``frame`` picks one 3D volume of a 4D input (NIfTI time series, DICOM series with several
     images per position); it must be left as ``None`` (or 0) for 3D input. ``ALL_FRAMES``
     (``"all"``) reads every volume of a 4D input into an ``(X, Y, Z, T)`` array, and a 3D input as
-    it is; ``meta["frame_interval"]`` is then the time between volumes in seconds, where the file
-    gives it (a NIfTI's fourth voxel size, a DICOM's RepetitionTime).
-    Returns a :class:`Volume` with a finite float32 array, no volume of which is constant.
+    it is; ``meta["frame_interval"]`` is then the time between volumes as ``(value, unit)``, NIfTI's
+    pixdim[4] and time unit (a DICOM series': seconds, from its acquisition times, where they say).
+    Returns a :class:`Volume` with a finite, non-constant float32 array (single volumes of a 4D
+    one may be constant).
     """
     path = Path(path)
     if not path.exists():
@@ -121,12 +123,15 @@ def read_volume(path: str | os.PathLike, frame: int | str | None = None) -> Volu
     return _finish(path, array, affine, meta, frame)
 
 
-def claimed_shape(path: str | os.PathLike) -> tuple[int, int, int] | None:
-    """The ``(X, Y, Z)`` shape ``read_volume`` would return, from headers only (no pixel data read).
+def claimed_shape(path: str | os.PathLike, all_frames: bool = False) -> tuple[int, ...] | None:
+    """The ``(X, Y, Z)`` shape ``read_volume`` would return, from headers only (no pixel data read);
+    with ``all_frames``, that of ``read_volume(path, ALL_FRAMES)``: ``(X, Y, Z, T)`` for a NIfTI
+    file of T > 1 volumes.
 
-    An upper bound where only reading decides (a DICOM series with several images per position
-    counts them all). None when the headers cannot be read: ``read_volume`` then says why.
-    Lets callers refuse work that will not fit in memory before reading anything big.
+    An upper bound where only reading decides (a DICOM series or file with several images per
+    position counts them all as slices). None when the headers cannot be read: ``read_volume``
+    then says why. Lets callers refuse work that will not fit in memory before reading anything
+    big.
     """
     path = Path(path)
     try:
@@ -170,23 +175,11 @@ def claimed_shape(path: str | os.PathLike) -> tuple[int, int, int] | None:
             return None
     except Exception:
         return None
+    frames = shape[3] if all_frames and len(shape) > 3 and shape[3] > 1 else None
     shape = (*shape, 1, 1)[:3] if len(shape) < 3 else shape[:3]
-    return (int(shape[0]), int(shape[1]), int(shape[2])) if min(shape) > 0 else None
-
-
-def claimed_frames(path: str | os.PathLike) -> int:
-    """How many 3D volumes a NIfTI file's header claims (its fourth axis); 1 for anything else,
-    including DICOM, whose frames :func:`claimed_shape` already counts as slices."""
-    path = Path(path)
-    if volume_format(path) != "nifti":
-        return 1
-    try:
-        import nibabel as nib
-
-        shape = tuple(int(n) for n in nib.load(str(path)).shape)
-    except Exception:
-        return 1
-    return shape[3] if len(shape) > 3 and shape[3] > 0 else 1
+    if min(shape) < 1:
+        return None
+    return tuple(int(n) for n in shape) + ((int(frames),) if frames else ())
 
 
 def volume_format(path: str | os.PathLike) -> str | None:
@@ -249,8 +242,12 @@ def _finish(
     array = np.ascontiguousarray(array, dtype=np.float32)
     if not np.isfinite(array).all():
         bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        where = ""
+        if array.ndim == 4:
+            volumes = np.flatnonzero(~np.isfinite(array).all(axis=(0, 1, 2)))
+            where = f" (in volume{'s' if len(volumes) > 1 else ''} {', '.join(map(str, volumes[:10]))})"
         raise FaganError(
-            f"{path}: {bad} voxels are NaN or infinite; replace them (e.g. with 0) and save again"
+            f"{path}: {bad} voxels are NaN or infinite{where}; replace them (e.g. with 0) and save again"
         )
     if array.size == 0 or float(array.min()) == float(array.max()):
         value = float(array.flat[0]) if array.size else float("nan")
@@ -258,12 +255,6 @@ def _finish(
             f"{path}: the image is constant ({value:g} everywhere) and holds nothing to "
             "super-resolve; check that the right file (or frame) was given"
         )
-    for t in range(array.shape[3] if array.ndim == 4 else 0):
-        if float(array[..., t].min()) == float(array[..., t].max()):
-            raise FaganError(
-                f"{path}: volume {t} of {array.shape[3]} is constant ({float(array[0, 0, 0, t]):g} "
-                f"everywhere) and holds nothing to super-resolve; upscale the others one by one with --frame"
-            )
     affine = np.asarray(affine, dtype=np.float64)
     if affine.shape != (4, 4) or not np.isfinite(affine).all():
         raise FaganError(f"{path}: the affine is not a finite 4x4 matrix; fix the file's header")
@@ -358,21 +349,29 @@ def _read_nifti(path: Path, frame: int | str | None) -> tuple[np.ndarray, np.nda
         raise FaganError(f"{path}: complex data ({dtype}); save the magnitude image instead")
     if dtype.fields is not None:  # RGB, RGBA: a structured dtype
         raise FaganError(f"{path}: a colour NIfTI image ({dtype}); save it as grayscale")
-    if int(img.header["intent_code"]) in _LABEL_INTENTS:  # its values are labels, not intensities
+    intent = int(img.header["intent_code"])
+    if intent in _LABEL_INTENTS:  # its values are labels, not intensities
         raise FaganError(
             f"{path}: a label map (NIfTI intent {img.header.get_intent()[0]!r}); super-resolution would "
             "blend its labels into non-integer values - resample it with nearest-neighbour interpolation"
+        )
+    if intent in _NOT_IMAGES:
+        raise FaganError(
+            f"{path}: NIfTI intent {intent} ({_NOT_IMAGES[intent]}): its values are not an image's "
+            "intensities, and super-resolution would not keep their meaning - upscale the image itself"
         )
     # Trailing singleton axes (e.g. X, Y, Z, 1, 1) do not count as extra dimensions.
     while len(shape) > 3 and shape[-1] == 1:
         shape = shape[:-1]
     if len(shape) > 4:
-        raise FaganError(f"{path}: a {len(shape)}D NIfTI image {shape} is not supported; save 3D volumes")
+        raise FaganError(
+            f"{path}: a {len(shape)}D NIfTI image {shape} is not supported; save 3D or 4D volumes"
+        )
     if not shape or min(shape) < 1:
         raise FaganError(f"{path}: the header gives an empty image of shape {shape}; the file is corrupt")
     _check_size(path, shape[:3])
     n_frames = shape[3] if len(shape) == 4 else 1
-    index = _select_frame(path, n_frames, frame, "this 4D NIfTI file")
+    index = _select_frame(path, n_frames, frame, "this 4D NIfTI file" if n_frames > 1 else "this NIfTI file")
     offset = float(img.header.get("vox_offset", 0))
     if not np.isfinite(offset) or offset < 0:
         raise FaganError(f"{path}: the header's vox_offset is {offset}; the file is corrupt")
@@ -400,11 +399,8 @@ def _read_nifti(path: Path, frame: int | str | None) -> tuple[np.ndarray, np.nda
         raise _corrupt(path, "NIfTI", exc) from exc
     data = data.reshape((shape + (1, 1))[:3] if index is not None else shape)
     meta = {"format": "nifti", "dtype": str(dtype), "n_frames": n_frames}
-    if index is None:  # the time between volumes (pixdim[4], in the header's time unit)
-        seconds = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}.get(img.header.get_xyzt_units()[1])
-        interval = float(img.header["pixdim"][4])
-        if seconds is not None and np.isfinite(interval) and interval > 0:
-            meta["frame_interval"] = interval * seconds
+    if index is None:  # the time between volumes: pixdim[4] in the header's own time unit
+        meta["frame_interval"] = (float(img.header["pixdim"][4]), img.header.get_xyzt_units()[1])
     # The space the affine is in (NIfTI xform code: 1 scanner, 2 aligned, 3 Talairach, 4 MNI),
     # from the transform nibabel took it from: the sform if set, else the qform; 0 when neither
     # is set, where the affine is nibabel's fallback from the voxel size alone and is no space.
@@ -423,15 +419,19 @@ def _read_nifti(path: Path, frame: int | str | None) -> tuple[np.ndarray, np.nda
     cal = (float(img.header["cal_min"]), float(img.header["cal_max"]))
     if np.isfinite(cal).all() and cal[1] > cal[0]:
         meta["display_range"] = cal
-    if int(img.header["intent_code"]) != 0:
-        code, params, name = img.header.get_intent()
-        meta["intent"] = (code, tuple(float(p) for p in params), name)
-    aux = img.header["aux_file"].item().decode("ascii", "replace").strip()
-    if aux:
-        meta["aux_file"] = aux
+    if intent != 0:  # the header's own fields, as they are (nibabel's names miss some codes)
+        params = tuple(float(img.header[f"intent_p{i}"]) for i in (1, 2, 3))
+        meta["intent"] = (intent, params, img.header["intent_name"].item())
+    if img.header["aux_file"].item().strip():
+        meta["aux_file"] = img.header["aux_file"].item()
+    # Slice timing (AFNI's 3dTshift, FSL's slicetimer read it) and which axes were read out how:
+    # true of the output too as long as its slices are the input's.
+    meta["slice_info"] = {
+        key: (int(img.header[key]) if key != "slice_duration" else float(img.header[key]))
+        for key in ("dim_info", "slice_code", "slice_start", "slice_end", "slice_duration")
+    }
     image_type = _sidecar_image_type(path)
-    if image_type:
-        meta["image_type"] = image_type
+    meta["image_types"] = [image_type] if image_type else []
     # A file registered by FSL or SPM keeps the scanner's transform in its qform beside the new
     # one in its sform, and readers differ in which they use (ITK, so ITK-SNAP and 3D Slicer,
     # reads the qform unless the sform says scanner). Such a qform, or one with its own code, is
@@ -454,13 +454,24 @@ def _sidecar_image_type(path: Path) -> tuple[str, ...] | None:
         value = json.loads(sidecar.read_text(encoding="utf-8")).get("ImageType")
     except (OSError, ValueError, AttributeError):
         return None
-    if isinstance(value, str):
-        value = [value]
+    if isinstance(value, str):  # one string, as DICOM writes it: ORIGINAL\PRIMARY\P\ND
+        value = value.split("\\")
     return tuple(str(v) for v in value) if isinstance(value, list) and value else None
 
 
 #: NIfTI intent codes of label maps: NIFTI_INTENT_LABEL and NIFTI_INTENT_NEURONAME.
 _LABEL_INTENTS = (1002, 1003)
+
+#: NIfTI intent codes whose values are not intensities that super-resolution could sharpen: the
+#: NIfTI-1 matrices, vectors, point sets and surface data, and FSL's warp fields and coefficients.
+_NOT_IMAGES = {
+    1004: "a gene matrix", 1005: "a symmetric matrix", 1006: "a displacement vector field",
+    1007: "a vector field", 1008: "a point set", 1009: "a triangle list", 1010: "quaternions",
+    2002: "node indices", 2003: "RGB vectors", 2004: "RGBA vectors", 2005: "surface shape data",
+    2006: "an FSL FNIRT displacement field", 2007: "FSL cubic spline coefficients",
+    2008: "FSL DCT coefficients", 2009: "FSL quadratic spline coefficients",
+    2016: "FSL TOPUP cubic spline coefficients", 2017: "FSL TOPUP quadratic spline coefficients",
+}  # fmt: skip
 
 # Millimetres per unit of NIfTI's spatial units; "unknown" is read as mm, as viewers do.
 _MM_PER_UNIT = {"meter": 1000.0, "mm": 1.0, "micron": 0.001, "unknown": 1.0}
@@ -486,15 +497,17 @@ def write_nifti(
     qform_code: int | None = None,
     display_range: tuple[float, float] | None = None,
     description: str = "",
-    frame_interval: float | None = None,
-    intent: tuple[str, tuple[float, ...], str] | None = None,
-    aux_file: str = "",
+    frame_interval: tuple[float, str] | None = None,
+    intent: tuple[int, tuple[float, float, float], bytes] | None = None,
+    aux_file: bytes = b"",
+    slice_info: dict[str, float] | None = None,
 ) -> None:
     """Write ``array`` (2D, 3D, or 4D ``(X, Y, Z, T)``, stored as float32) with ``affine`` (4x4) to
-    ``.nii``/``.nii.gz``; ``frame_interval``, the seconds between the volumes of a 4D array, goes
-    into the fourth voxel size (pixdim[4]; 1 when not given). ``intent`` (code, parameters, name,
-    as nibabel's ``get_intent`` gives them) and ``aux_file`` (a colour map's name, for viewers that
-    read it) go into their fields.
+    ``.nii``/``.nii.gz``. ``frame_interval``, the time between the volumes of a 4D array as
+    ``(value, unit)`` (nibabel's time unit names), goes into pixdim[4] and the time unit; without it
+    a 4D file says 1, unit unknown. ``intent`` (code, p1-p3, name bytes), ``aux_file`` (the bytes
+    of a colour map's name, for viewers that read it) and ``slice_info`` (dim_info, slice_code,
+    slice_start, slice_end, slice_duration) go into their header fields as given.
 
     The affine goes into the sform and, unless it shears (which a qform cannot hold), the qform
     too, both with ``xform_code`` (1 scanner, 2 aligned, 3 Talairach, 4 MNI): a viewer that reads
@@ -542,12 +555,18 @@ def write_nifti(
     else:
         img.set_qform(None, 0)
     img.set_data_dtype(np.float32)
-    img.header.set_xyzt_units("mm", "sec")
-    if intent is not None:
-        img.header.set_intent(intent[0], intent[1], intent[2])
-    img.header["aux_file"] = aux_file.encode("ascii", "replace")[:23]
+    img.header.set_xyzt_units("mm", "sec" if data.ndim < 4 else "unknown")
     if data.ndim == 4 and frame_interval is not None:
-        img.header.set_zooms(img.header.get_zooms()[:3] + (float(frame_interval),))
+        img.header.set_xyzt_units("mm", frame_interval[1])
+        img.header.set_zooms(img.header.get_zooms()[:3] + (float(frame_interval[0]),))
+    if intent is not None:
+        img.header["intent_code"] = intent[0]
+        for i, value in enumerate(intent[1], start=1):
+            img.header[f"intent_p{i}"] = value
+        img.header["intent_name"] = intent[2][:15]
+    img.header["aux_file"] = aux_file[:23]
+    for key, value in (slice_info or {}).items():
+        img.header[key] = value
     if display_range is not None:
         img.header["cal_min"], img.header["cal_max"] = display_range
     img.header["descrip"] = description.encode("ascii", "replace")[:79]
@@ -568,6 +587,8 @@ class _Slice:
     key: tuple
     load: Callable[[], np.ndarray]  # -> float32 (Rows, Columns), rescale applied
     name: str
+    acquired: float | None = None  # acquisition time, seconds into its day
+    echo: float | None = None  # echo time, ms
 
 
 @dataclass
@@ -608,6 +629,39 @@ def _whole(path: Path, ds: Any, key: str, default: int) -> int:
             f"{path}: the DICOM {key} is {str(value)!r}, not a whole number; the file is corrupt"
         )
     return int(number)
+
+
+def _seconds(value: Any) -> float | None:
+    """A DICOM TM (``HHMMSS.FFFFFF``) or the time of a DT (``YYYYMMDDHHMMSS.FFFFFF``) as seconds
+    into its day; None when absent or unreadable."""
+    text = str(value or "").strip().split("+")[0].split("-")[0]
+    if len(text) >= 14 and text[:8].isdigit():
+        text = text[8:]
+    try:
+        whole, _, fraction = text.partition(".")
+        if len(whole) < 6 or not whole[:6].isdigit():
+            return None
+        return int(whole[:2]) * 3600 + int(whole[2:4]) * 60 + int(whole[4:6]) + float(f"0.{fraction or 0}")
+    except ValueError:
+        return None
+
+
+def _frame_interval(frames: list[list[_Slice]]) -> tuple[float, str] | None:
+    """The time between the volumes of a DICOM series, in seconds (as NIfTI's pixdim[4] and its
+    unit), from the earliest acquisition time of each; None when the volumes are echoes (their
+    echo times differ) or their times are missing or do not increase."""
+    if len({tuple(sorted({s.echo for s in volume}, key=str)) for volume in frames}) > 1:
+        return None
+    starts = []
+    for volume in frames:
+        times = [s.acquired for s in volume]
+        if any(t is None for t in times):
+            return None
+        starts.append(min(times))  # type: ignore[type-var]
+    gaps = np.diff(starts)
+    if len(gaps) == 0 or (gaps <= 0).any():
+        return None
+    return float(np.median(gaps)), "sec"
 
 
 def _number(value: Any, default: float = 0.0) -> float:
@@ -801,6 +855,8 @@ def _assemble(
         ]
         chosen = frames[0]  # every frame lies at the same positions
         meta["n_frames"] = n_frames
+        if index is None:
+            meta["frame_interval"] = _frame_interval(frames)
         positions = np.array([s.position for s in chosen])
         if len(chosen) > 1:
             gaps = np.diff([along[g[0]] for g in groups])
@@ -825,21 +881,18 @@ def _assemble(
         _select_frame(path, 1, frame, "this DICOM image")
         meta["n_frames"] = 1
         lps = np.diag([plane.spacing[1], plane.spacing[0], plane.thickness, 1.0])
-    shapes = set()
-    volumes = []
-    for chosen in frames:
-        planes = []
-        for s in chosen:
+    array: np.ndarray | None = None
+    for t, chosen in enumerate(frames):
+        for k, s in enumerate(chosen):
             image = s.load()
-            shapes.add(image.shape)
-            planes.append(image.T)
-        if len(shapes) > 1:
-            raise FaganError(
-                f"{path}: the slices differ in size {sorted(shapes)}; keep one series per folder"
-            )
-        volumes.append(np.stack(planes, axis=-1).astype(np.float32, copy=False))
-    array = volumes[0] if len(volumes) == 1 else np.stack(volumes, axis=-1)
-    return array, _LPS_TO_RAS @ lps, meta
+            if array is None:  # every later image goes straight into place: one copy in memory
+                array = np.empty((*image.T.shape, len(chosen), len(frames)), dtype=np.float32)
+            if image.T.shape != array.shape[:2]:
+                shapes = sorted({image.T.shape[::-1], array.shape[1::-1]})
+                raise FaganError(f"{path}: the slices differ in size {shapes}; keep one series per folder")
+            array[:, :, k, t] = image.T
+    assert array is not None
+    return (array[..., 0] if len(frames) == 1 else array), _LPS_TO_RAS @ lps, meta
 
 
 def _pixels(path: Path, ds: Any) -> np.ndarray:
@@ -855,18 +908,17 @@ def _pixels(path: Path, ds: Any) -> np.ndarray:
         ) from exc
 
 
-def _dicom_meta(ds: Any, frames: bool = False) -> dict:
-    """What a DICOM volume's metadata keeps of ``ds``; with ``frames`` (all volumes of a 4D series
-    were read) also the time between them, taken as RepetitionTime (as dcm2niix does)."""
+def _image_type(ds: Any) -> tuple[str, ...] | None:
+    """A DICOM header's ImageType values (e.g. ORIGINAL, PRIMARY, P, ND for a Siemens phase image)."""
+    value = ds.get("ImageType")
+    if not value:
+        return None
+    return tuple(str(v) for v in ([value] if isinstance(value, str) else list(value)))
+
+
+def _dicom_meta(ds: Any) -> dict:
     keys = ("Modality", "SeriesInstanceUID", "SeriesDescription", "BodyPartExamined")
     meta = {k: str(ds.get(k)) for k in keys if ds.get(k) not in (None, "")}
-    image_type = ds.get("ImageType")  # e.g. ORIGINAL\PRIMARY\P\ND for a phase image
-    if image_type:
-        values = [image_type] if isinstance(image_type, str) else list(image_type)
-        meta["image_type"] = tuple(str(v) for v in values)
-    repetition = _number(ds.get("RepetitionTime"))
-    if frames and np.isfinite(repetition) and repetition > 0:
-        meta["frame_interval"] = repetition / 1000.0  # ms -> s
     signed = _number(ds.get("PixelRepresentation")) == 1
     meta["dtype"] = f"{'int' if signed else 'uint'}{int(_number(ds.get('BitsAllocated'), 16))}"
     meta["photometric"] = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
@@ -901,10 +953,14 @@ def _read_dicom_file(path: Path, frame: int | str | None) -> tuple[np.ndarray, n
         def load(f: int = f, slope: float = slope, intercept: float = intercept) -> np.ndarray:
             return pixels[f].astype(np.float32) * np.float32(slope) + np.float32(intercept)
 
-        slices.append(_Slice(position, (temporal, f), load, f"frame {f + 1} of the file"))
+        acquired = _seconds(content.get("FrameAcquisitionDateTime")) if content is not None else None
+        echo_item = _group_item(ds, index, "MREchoSequence")
+        echo = _number(echo_item.get("EffectiveEchoTime")) if echo_item is not None else None
+        slices.append(_Slice(position, (temporal, f), load, f"frame {f + 1} of the file", acquired, echo))
     plane = _plane(ds, 0 if n > 1 else None)
     array, affine, meta = _assemble(path, slices, plane, frame)
-    meta.update(_dicom_meta(ds, array.ndim == 4), format="dicom", n_images=n)
+    meta.update(_dicom_meta(ds), format="dicom", n_images=n)
+    meta["image_types"] = [t for t in [_image_type(ds)] if t]
     return array, affine, meta
 
 
@@ -971,9 +1027,14 @@ def _read_dicom_series(path: Path, frame: int | str | None) -> tuple[np.ndarray,
             slope, intercept = _rescale(p, ds, None)
             return image * np.float32(slope) + np.float32(intercept)
 
-        slices.append(_Slice(_floats(h.get("ImagePositionPatient"), 3), key, load, p.name))
+        acquired = _seconds(h.get("AcquisitionTime"))
+        slices.append(
+            _Slice(_floats(h.get("ImagePositionPatient"), 3), key, load, p.name, acquired, key[1])
+        )
     array, affine, meta = _assemble(path, slices, plane, frame)
-    meta.update(_dicom_meta(first, array.ndim == 4), format="dicom-series", n_images=len(files))
+    meta.update(_dicom_meta(first), format="dicom-series", n_images=len(files))
+    # a series can hold magnitude and phase images side by side (Philips, GE)
+    meta["image_types"] = sorted({t for t in map(_image_type, headers) if t})
     return array, affine, meta
 
 

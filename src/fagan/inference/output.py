@@ -112,7 +112,8 @@ def save_result(path: str | os.PathLike, volume: Volume, overwrite: bool = False
             description=_provenance(meta),
             frame_interval=meta.get("frame_interval"),
             intent=meta.get("intent"),
-            aux_file=meta.get("aux_file", ""),
+            aux_file=meta.get("aux_file", b""),
+            slice_info=_slice_info(meta),
         )
         return path
     if path.exists() and not overwrite:
@@ -131,6 +132,19 @@ def save_result(path: str | os.PathLike, volume: Volume, overwrite: bool = False
             pixels = np.clip(np.rint(image), 0, np.iinfo(dtype).max).astype(dtype)
             Image.fromarray(pixels).save(tmp, format="PNG")
     return path
+
+
+def _slice_info(meta: dict) -> dict | None:
+    """A NIfTI input's dim_info and slice timing fields, for its output: which voxel axes were the
+    frequency, phase and slice axes stays true of the output, and the slice timing does while the
+    slice axis is the one the volume was cut along (whose slices are upscaled, not resampled)."""
+    info = meta.get("slice_info")
+    if not info:
+        return None
+    slice_axis = ((int(info["dim_info"]) >> 4) & 3) - 1  # NIfTI counts the axes from 1; 0: unknown
+    if slice_axis == meta.get("upscale_axis", 2):
+        return dict(info)
+    return {"dim_info": info["dim_info"]}
 
 
 def _provenance(meta: dict) -> str:
@@ -223,7 +237,9 @@ def check_resources(
         raise FaganError(
             f"upscaling {'x'.join(map(str, shape))} voxels x{scale} gives {out_shape} = {_gb(out_bytes)} of "
             f"float32; with the input that needs {_gb(in_bytes + out_bytes)} of memory but "
-            f"{_gb(memory)} is available - crop the volume, or upscale it in parts and join them"
+            f"{_gb(memory)} is available - "
+            + ("upscale one volume at a time (--frame N)" if len(shape) == 4 else "crop the volume")
+            + ", or upscale it in parts and join them"
         )
     output = Path(output)
     if output_kind(output) != ".nii.gz":  # compressed sizes cannot be known in advance

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fagan import FaganError
 from fagan.data.io import Volume
 from fagan.data.normalize import IntensityScaling, fit_scaling
 from fagan.inference.consistency import project_onto_input
@@ -200,6 +201,23 @@ def _batches(n: int, size: int) -> Iterator[slice]:
         yield slice(start, min(start + size, n))
 
 
+def _fit(
+    array: np.ndarray, scaling: IntensityScaling | None, t: int, count: int
+) -> IntensityScaling | None:
+    """The normalisation of volume ``t`` of ``count`` (``scaling`` if given, else its own fit);
+    None for a constant volume of a series."""
+    if count > 1 and float(array.min()) == float(array.max()):
+        return None
+    if scaling is not None:
+        return scaling
+    try:
+        return fit_scaling(array)
+    except FaganError as exc:
+        if count == 1:
+            raise
+        raise FaganError(f"volume {t} of {count}: {exc}") from None
+
+
 def upscale_volume(
     volume: Volume,
     generator: nn.Module,
@@ -221,7 +239,9 @@ def upscale_volume(
 
     A 4D volume ``(X, Y, Z, T)`` (read with ``frame=ALL_FRAMES``) is upscaled volume by volume, each
     normalised by its own fit (a diffusion series' b0 and weighted volumes differ several-fold in
-    brightness), and comes back 4D; whether its output is clipped at 0 is decided once, for all.
+    brightness), and comes back 4D; whether its output is clipped at 0 is decided once, for all. A
+    constant volume in it (a dummy scan) comes back constant. Every fit is made before any slice
+    is upscaled, so a volume that cannot be normalised is refused, by number, before any work.
 
     ``optimize`` runs a copy of ``generator`` rewritten by
     :func:`fagan.models.fast.optimize_for_inference` (same output to fp32 rounding, faster).
@@ -263,18 +283,24 @@ def upscale_volume(
     # in stored values, MONOCHROME1 or not
     magnitude = is_magnitude(volume.array) if clip_negative is None else clip_negative
     frames = volume.array[..., None] if volume.array.ndim == 3 else volume.array
+    count = frames.shape[3]
+    fits = [_fit(sign * frames[..., t], scaling, t, count) for t in range(count)]
     n, h, w = np.moveaxis(frames[..., 0], axis, 0).shape
-    result = np.empty((frames.shape[3], n, h * scale, w * scale), dtype=np.float32)
+    result = np.empty((count, n, h * scale, w * scale), dtype=np.float32)
     if optimize:
         from fagan.models.fast import optimize_for_inference
 
         generator = optimize_for_inference(generator, device)
     else:
         generator = generator.to(device).eval()
-    bar = tqdm(total=n * frames.shape[3], unit="slice", desc=f"x{scale}", disable=not progress, leave=False)
-    for t in range(frames.shape[3]):
+    bar = tqdm(total=n * count, unit="slice", desc=f"x{scale}", disable=not progress, leave=False)
+    for t, fit in enumerate(fits):
+        if fit is None:  # a constant volume of a series: exactly that constant, upscaled
+            value = float(frames[0, 0, 0, t])
+            result[t] = max(value, 0.0) if magnitude else value
+            bar.update(n)
+            continue
         array = frames[..., t] if sign > 0 else -frames[..., t]
-        fit = fit_scaling(array) if scaling is None else scaling
         slices = np.moveaxis(array, axis, 0)  # (n, h, w)
         for part in _batches(n, batch_size):
             lr = torch.from_numpy(np.ascontiguousarray(slices[part], dtype=np.float32))[:, None].to(device)
