@@ -71,8 +71,10 @@ def write_multiframe(
     spacing: tuple[float, float] = (1.0, 1.0),
     slope: float = 1.0,
     intercept: float = 0.0,
+    **extra: object,
 ) -> None:
-    """Write an enhanced multi-frame MR file; ``frames`` is (N, Rows, Columns) uint16."""
+    """Write an enhanced multi-frame MR file; ``frames`` is (N, Rows, Columns) uint16; ``extra``
+    elements are set on the top-level dataset."""
     n, rows, columns = frames.shape
     ds = base_dataset(rows, columns, generate_uid(), ENHANCED_MR)
     ds.NumberOfFrames = n
@@ -97,5 +99,7 @@ def write_multiframe(
         item.PlanePositionSequence = Sequence([plane])
         per_frame.append(item)
     ds.PerFrameFunctionalGroupsSequence = Sequence(per_frame)
+    for key, value in extra.items():
+        setattr(ds, key, value)
     ds.PixelData = np.ascontiguousarray(frames, dtype="<u2").tobytes()
     ds.save_as(path, enforce_file_format=True)

@@ -141,7 +141,8 @@ def test_nifti_4d_read_whole_keeps_the_time_between_volumes(tmp_path):
     volume = read_volume(tmp_path / "bold.nii.gz", frame=io.ALL_FRAMES)
     np.testing.assert_allclose(volume.array, data)
     # as the header says it, unit and all (an unknown unit stays unknown)
-    assert volume.meta["frame_interval"] == (1500.0, "msec") and volume.meta["shape"] == (3, 4, 5, 3)
+    assert (volume.meta["frame_interval"], volume.meta["time_unit"]) == (1500.0, "msec")
+    assert volume.meta["shape"] == (3, 4, 5, 3)
     assert io.claimed_shape(tmp_path / "bold.nii.gz", all_frames=True) == (3, 4, 5, 3)
     assert io.claimed_shape(tmp_path / "bold.nii.gz") == (3, 4, 5)
     three_d = tmp_path / "t1.nii.gz"
@@ -162,12 +163,14 @@ def test_nifti_4d_read_whole_keeps_the_time_between_volumes(tmp_path):
 
 def test_write_nifti_4d_with_the_time_between_volumes(tmp_path):
     data = RNG.random((3, 4, 5, 2)).astype(np.float32)
-    io.write_nifti(tmp_path / "o.nii", data, np.eye(4), frame_interval=(2500.0, "msec"))
+    io.write_nifti(tmp_path / "o.nii", data, np.eye(4), frame_interval=2500.0, time_unit="msec")
     img = nib.load(tmp_path / "o.nii")
     np.testing.assert_array_equal(img.get_fdata(), data)
     assert img.header.get_zooms() == (1.0, 1.0, 1.0, 2500.0) and img.header.get_xyzt_units() == ("mm", "msec")
-    io.write_nifti(tmp_path / "o.nii", data, np.eye(4), overwrite=True)  # not known: not made up
-    assert nib.load(tmp_path / "o.nii").header.get_xyzt_units() == ("mm", "unknown")
+    for interval in (None, -2.0, float("nan")):  # not known (or nonsense): 0, unit unknown, not made up
+        io.write_nifti(tmp_path / "o.nii", data, np.eye(4), overwrite=True, frame_interval=interval)
+        header = nib.load(tmp_path / "o.nii").header
+        assert header.get_xyzt_units() == ("mm", "unknown") and header.get_zooms()[3] == 0.0
 
 
 def test_nifti_2d_becomes_one_slice(tmp_path):
@@ -396,7 +399,8 @@ def test_dicom_series_with_time_points_read_whole(tmp_path):
     for t, pixels in enumerate((first, second)):
         np.testing.assert_array_equal(volume.array[..., t], np.stack([p.T for p in pixels], -1) * 2.0 - 100)
     np.testing.assert_array_equal(volume.affine, read_volume(tmp_path / "s", frame=0).affine)
-    assert volume.meta["n_frames"] == 2 and volume.meta["frame_interval"] == (12.5, "sec")
+    assert volume.meta["n_frames"] == 2 and volume.meta["frame_interval"] == 12.5
+    assert volume.meta["time_unit"] == "sec"
 
 
 def test_dicom_echoes_or_missing_times_give_no_time_between_volumes(tmp_path):
@@ -406,9 +410,23 @@ def test_dicom_echoes_or_missing_times_give_no_time_between_volumes(tmp_path):
                       AcquisitionTime=f"1015{echo:02d}")  # fmt: skip
         _write_series(tmp_path / "untimed", pixels, order=[2 * echo, 2 * echo + 1],
                       TemporalPositionIdentifier=echo)  # fmt: skip
-    for folder in ("echoes", "untimed"):
+    uneven = [0, 1, 2]  # volumes 10 s and then 20 s apart: no one interval
+    for t, clock in enumerate(["101500", "101510", "101530"]):
+        _write_series(tmp_path / "uneven", pixels, order=[2 * t + 10, 2 * t + 11], AcquisitionTime=clock,
+                      TemporalPositionIdentifier=uneven[t])  # fmt: skip
+    for folder in ("echoes", "untimed", "uneven"):
         volume = read_volume(tmp_path / folder, frame=io.ALL_FRAMES)
-        assert volume.array.shape[3] == 2 and volume.meta["frame_interval"] is None
+        assert volume.array.shape[3] >= 2 and volume.meta["frame_interval"] is None
+        assert volume.meta["time_unit"] == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("101512.5", 36912.5), ("101512", 36912.0), ("1015", 36900.0), ("20240101101512.25+0100", 36912.25),
+     ("202401011015", None), ("10:15", None), ("", None), (None, None)],
+)  # fmt: skip
+def test_dicom_times_are_read_as_seconds_into_the_day(text, seconds):
+    assert io._seconds(text) == seconds
 
 
 def test_dicom_multiframe_sorted_by_frame_position(tmp_path):

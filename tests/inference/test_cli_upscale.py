@@ -6,7 +6,7 @@ import sys
 import nibabel as nib
 import numpy as np
 import pytest
-from data.dicom_helpers import write_slice
+from data.dicom_helpers import write_multiframe, write_slice
 from PIL import Image
 
 from fagan.cli import main
@@ -182,15 +182,27 @@ def test_the_output_keeps_what_the_values_are_and_their_colour_map(tmp_path, wei
     assert main([*argv, "--weights", str(weights_dir / "x2.safetensors")]) == 0
     header = nib.load(tmp_path / "sr.nii.gz").header
     assert header.get_intent() == ("t test", (24.0,), "tstat1") and header["aux_file"].item() == b"hot"
-    # fields nibabel has no name for, or that are not ASCII, are copied as they are
-    img.header["intent_code"], img.header["intent_p2"] = 9999, 2.5
+    # the fields are copied as they are, bytes that are not ASCII too
+    img.header["intent_code"], img.header["intent_p2"] = 5, 2.5
     img.header["intent_name"], img.header["aux_file"] = b"z\xe9stat", b"h\xf6t"
     nib.save(img, tmp_path / "odd.nii.gz")
     argv = ["upscale", str(tmp_path / "odd.nii.gz"), "-o", str(tmp_path / "odd_sr.nii.gz"), "--scale", "2"]
     assert main([*argv, "--weights", str(weights_dir / "x2.safetensors")]) == 0
     header = nib.load(tmp_path / "odd_sr.nii.gz").header
-    assert (int(header["intent_code"]), float(header["intent_p2"])) == (9999, 2.5)
+    assert (int(header["intent_code"]), float(header["intent_p2"])) == (5, 2.5)
     assert header["intent_name"].item() == b"z\xe9stat" and header["aux_file"].item() == b"h\xf6t"
+
+
+@pytest.mark.parametrize("code", [22, 2, 9999])  # a p value, a correlation, a code nibabel does not know
+def test_an_intent_upscaling_can_break_is_left_out_and_said(tmp_path, weights_dir, capsys, code) -> None:
+    img = nib.Nifti1Image(np.random.default_rng(0).random((12, 10, 4)).astype(np.float32), np.eye(4))
+    img.header["intent_code"] = code
+    nib.save(img, tmp_path / "map.nii.gz")
+    argv = ["upscale", str(tmp_path / "map.nii.gz"), "-o", str(tmp_path / "sr.nii.gz"), "--scale", "2"]
+    assert main([*argv, "--weights", str(weights_dir / "x2.safetensors")]) == 0
+    assert int(nib.load(tmp_path / "sr.nii.gz").header["intent_code"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"has NIfTI intent code {code}; its output does not say so" in err
 
 
 def test_a_sheared_affine_stays_in_the_sform_alone(tmp_path, weights_dir) -> None:
@@ -249,6 +261,7 @@ def test_a_4d_nifti_comes_back_4d_and_one_volume_can_be_picked(tmp_path, weights
     img.header.set_dim_info(freq=0, phase=1, slice=2)  # slice timing holds for slices kept whole
     img.header.set_slice_duration(0.5)
     img.header["slice_code"], img.header["slice_end"] = 1, 2
+    img.header.set_intent("time series")
     nib.save(img, tmp_path / "dwi.nii.gz")
     argv = ["upscale", str(tmp_path / "dwi.nii.gz"), "--scale", "2",
             "--weights", str(weights_dir / "x2.safetensors")]  # fmt: skip
@@ -258,7 +271,7 @@ def test_a_4d_nifti_comes_back_4d_and_one_volume_can_be_picked(tmp_path, weights
     assert out.shape == (24, 20, 3, 3) and out.get_data_dtype() == np.float32
     np.testing.assert_allclose(out.header.get_zooms(), (0.75, 0.75, 4.0, 2000.0))  # TR kept, in ms
     assert out.header.get_xyzt_units() == ("mm", "msec") and out.header.get_dim_info() == (0, 1, 2)
-    assert out.header.get_slice_duration() == 0.5
+    assert out.header.get_slice_duration() == 0.5 and out.header.get_intent()[0] == "time series"
     assert out.header.get_value_label("slice_code") == "sequential increasing"
     assert main([*argv, "-o", str(tmp_path / "ax0.nii.gz"), "--axis", "0"]) == 0  # the slices resampled
     assert "4 mm voxels along axis 2" in capsys.readouterr().err
@@ -269,7 +282,10 @@ def test_a_4d_nifti_comes_back_4d_and_one_volume_can_be_picked(tmp_path, weights
     for t in (0, 1):  # each volume as if upscaled alone, in its own units
         assert main([*argv, "-o", str(tmp_path / f"v{t}.nii.gz"), "--frame", str(t)]) == 0
         alone = nib.load(tmp_path / f"v{t}.nii.gz")
-        assert alone.shape == (24, 20, 3)
+        assert alone.shape == (24, 20, 3) and alone.header.get_intent()[0] == "none"  # not a series
+        assert "intent code 2001; its output does not say so" in capsys.readouterr().err
+        # the time unit stays the one slice_duration is in
+        assert alone.header.get_xyzt_units() == ("mm", "msec") and alone.header.get_slice_duration() == 0.5
         np.testing.assert_allclose(out.get_fdata()[..., t], alone.get_fdata(), rtol=1e-5, atol=1e-3)
     assert 0.5 < out.get_fdata()[..., 1].mean() / data[..., 1].mean() < 1.5
     _fails(capsys, [*argv, "-o", str(tmp_path / "x.npy")], "holds one 2D slice")
@@ -394,13 +410,32 @@ def test_a_phase_image_by_its_image_type_gets_a_warning(tmp_path, weights_dir, c
         write_slice(mixed / f"IM_{k:04d}.dcm", pixels, position=(0.0, 0.0, 2.0 * (k % 2)), instance=k + 1,
                     ImageType=["ORIGINAL", "PRIMARY", kind, kind[0]])  # fmt: skip
     cases = [(series, True), (tmp_path / "ph.nii.gz", True), (tmp_path / "one.nii", True)]
-    cases += [(mixed, True), (tmp_path / "mag.nii.gz", False), (tmp_path / "odd.nii.gz", False)]
+    cases += [(tmp_path / "mag.nii.gz", False), (tmp_path / "odd.nii.gz", False)]
     for source, warned in cases:
         out = tmp_path / f"sr_{source.name}.nii"
         args = ["upscale", str(source), "-o", str(out), "--scale", "2"]
         assert main([*args, "--weights", str(weights_dir / "x2.safetensors")]) == 0
         err = capsys.readouterr().err
         assert ("ImageType is ORIGINAL\\PRIMARY\\P" in err and "a phase image" in err) == warned, err
+    args = ["upscale", str(mixed), "--scale", "2", "--weights", str(weights_dir / "x2.safetensors")]
+    assert main([*args, "-o", str(tmp_path / "both.nii")]) == 0
+    err = capsys.readouterr().err
+    assert "volume 1 (of 0..1) is a phase image (ORIGINAL\\PRIMARY\\PHASE MAP\\P)" in err
+    assert "upscale the magnitude volumes one by one with --frame N" in err
+    assert main([*args, "-o", str(tmp_path / "mag.nii"), "--frame", "0"]) == 0  # the magnitude: as asked
+    assert "phase" not in capsys.readouterr().err
+    assert main([*args, "-o", str(tmp_path / "ph.nii"), "--frame", "1"]) == 0
+    assert "ImageType is ORIGINAL\\PRIMARY\\PHASE MAP\\P, a phase image" in capsys.readouterr().err
+
+
+def test_an_enhanced_multiframe_phase_image_is_named_by_its_complex_component(tmp_path, weights_dir, capsys):
+    frames = np.random.default_rng(0).integers(0, 4096, (3, 8, 10)).astype(np.uint16)
+    positions = [(0.0, 0.0, 2.0 * k) for k in range(3)]
+    write_multiframe(tmp_path / "ph.dcm", frames, positions, ImageType=["ORIGINAL", "PRIMARY", "T1", "NONE"],
+                     ComplexImageComponent="PHASE")  # fmt: skip
+    args = ["upscale", str(tmp_path / "ph.dcm"), "-o", str(tmp_path / "sr.nii"), "--scale", "2"]
+    assert main([*args, "--weights", str(weights_dir / "x2.safetensors")]) == 0
+    assert "ImageType is ORIGINAL\\PRIMARY\\T1\\NONE\\PHASE, a phase image" in capsys.readouterr().err
 
 
 def test_a_dicom_without_geometry_warns_once_for_a_nifti_output(tmp_path, weights_dir, capsys) -> None:

@@ -24,6 +24,7 @@ from types import SimpleNamespace
 import nibabel as nib
 import numpy as np
 import pytest
+from data.dicom_helpers import write_slice
 
 from fagan.cli import main
 from fagan.inference import output as output_module
@@ -223,6 +224,25 @@ def test_a_4d_result_is_sized_with_all_its_volumes_and_one_volume_without(
     assert main([*args, "--frame", "0"]) == 2
     assert "truncated" in _one_line_error(capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bold.nii"]
+
+
+def test_one_volume_of_a_dicom_series_is_sized_once_read(tmp_path, weights_dir, monkeypatch, capsys):
+    """A DICOM's image count bounds its slices from above (its images may be several volumes), so
+    `--frame N` is checked against the volume read, and the refusal of the whole says so."""
+    series = tmp_path / "series"
+    series.mkdir()
+    for t in range(2):
+        for k in range(4):
+            pixels = np.full((64, 64), 100 + k + t, np.uint16)
+            write_slice(series / f"t{t}_{k}.dcm", pixels, position=(0.0, 0.0, 2.0 * k),
+                        instance=4 * t + k + 1, TemporalPositionIdentifier=t + 1)  # fmt: skip
+    one = 4 * 64 * 64 * 4 * (1 + 16)  # one volume at x4, input and result, float32
+    monkeypatch.setattr(output_module, "available_memory", lambda: int(1.5 * one))
+    args = ["upscale", str(series), "--scale", "4", "--weights", str(weights_dir / "x4.safetensors")]
+    assert main([*args, "-o", str(tmp_path / "all.nii.gz")]) == 2
+    assert "if it holds several volumes, upscale one at a time (--frame N)" in _one_line_error(capsys)
+    assert main([*args, "-o", str(tmp_path / "one.nii.gz"), "--frame", "1"]) == 0
+    assert nib.load(tmp_path / "one.nii.gz").shape == (256, 256, 4)
 
 
 def test_an_uncompressed_result_too_big_for_the_disk_is_refused(tmp_path, weights_dir, monkeypatch, capsys):

@@ -112,13 +112,16 @@ def run(args: argparse.Namespace) -> int:
     if not source.exists():
         raise FileNotFoundError(f"input not found: {source}")
     output = check_output(args.output, [source], args.overwrite)
-    # from the headers: refuse what cannot fit before reading it
+    # From the headers: refuse what cannot fit before reading it. A DICOM's count of images is an
+    # upper bound on its slices (they may be several volumes), so one volume of it is checked
+    # once read, and only what holds for any slice count is checked here.
     shape = claimed_shape(source, all_frames=args.frame == ALL_FRAMES)
+    dicom = shape is not None and str(volume_format(source)).startswith("dicom")
     if shape is not None:
         _check_axis(source, shape, args.axis)
-        if not volume_format(source).startswith("dicom"):  # type: ignore[union-attr]
-            check_output_shape(output, shape, args.axis)  # (DICOM: frames count as slices here)
-        check_resources(shape, args.scale, args.axis, output)
+        check_output_shape(output, (*shape[:2], 1) if dicom else shape, args.axis)
+        if not (dicom and args.frame != ALL_FRAMES):
+            check_resources(shape, args.scale, args.axis, output, several_volumes=dicom)
     weights = Path(args.weights) if args.weights else shipped_weights(args.scale, args.variant)
     device = pick_device(args.device)
     generator, meta = load_release(weights, scale=args.scale, device=device)
@@ -126,11 +129,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         volume = read_volume(source, frame=args.frame)
         _check_axis(source, volume.array.shape, args.axis)
+        check_output_shape(output, volume.array.shape, args.axis)
+        check_png_range(output, volume.array)
         _warn_geometry(source, volume, args.axis, output)
         _warn_phase(source, volume)
-        check_png_range(output, volume.array)
-        check_output_shape(output, volume.array.shape, args.axis)
-        if shape is None:  # headers unreadable on their own: check now, the input already held
+        _note_intent(source, volume)
+        if shape is None or dicom and args.frame != ALL_FRAMES:  # not checked before reading
             free = available_memory()
             memory = None if free is None else free + volume.array.nbytes
             check_resources(volume.array.shape, args.scale, args.axis, output, memory=memory)
@@ -192,20 +196,53 @@ def _warn_phase(source: object, volume: Volume) -> None:
     import sys
 
     low, high = float(volume.array.min()), float(volume.array.max())
-    phase = [t for t in volume.meta.get("image_types", ()) if _says_phase(t)]
+    per_volume = volume.meta.get("image_types", [])
+    phase = [t for t, types in enumerate(per_volume) if any(_says_phase(x) for x in types)]
     if phase:
-        joined = "\\".join(phase[0])
-        why = f"its ImageType is {joined}, a phase image"
-    elif -3.3 < low < -3.0 and 3.0 < high < 3.3 and "intent" not in volume.meta:  # -pi..pi
-        # (and not a statistic map, whose intent says what its values are)
+        named = "\\".join(next(x for x in per_volume[phase[0]] if _says_phase(x)))
+        if len(phase) < len(per_volume):  # a series of magnitude and phase volumes
+            listed = ", ".join(map(str, phase[:10])) + (", ..." if len(phase) > 10 else "")
+            many = len(phase) > 1
+            why = (
+                f"volume{'s' if many else ''} {listed} (of 0..{len(per_volume) - 1}) "
+                f"{'are phase images' if many else 'is a phase image'} ({named})"
+            )
+            advice = "upscale the magnitude volumes one by one with --frame N"
+        else:
+            why, advice = f"its ImageType is {named}, a phase image", "upscale the magnitude image"
+    elif -3.3 < low < -3.0 and 3.0 < high < 3.3 and not _statistic(volume.meta):  # -pi..pi
         why = f"it holds values from {low:.4g} to {high:.4g}, like a wrapped phase map"
+        advice = "upscale the magnitude image"
     else:
         return
     print(
         f"fagan: warning: {source}: {why}; super-resolution blends values across the phase wraps - "
-        "upscale the magnitude image, or the phase unwrapped",
+        f"{advice}, or the phase unwrapped",
         file=sys.stderr,
     )
+
+
+def _statistic(meta: dict) -> bool:
+    """Whether a NIfTI input's intent says its values are a statistic (codes 2-24: t, z, F, ...),
+    which may well span -pi..pi without being a phase."""
+    intent = meta.get("intent")
+    return intent is not None and 2 <= intent[0] <= 24
+
+
+def _note_intent(source: object, volume: Volume) -> None:
+    """Say (on stderr, one line) when a NIfTI input's intent is not written to its output
+    (:func:`fagan.inference.output.output_intent`)."""
+    import sys
+
+    from fagan.inference.output import output_intent
+
+    intent = volume.meta.get("intent")
+    if intent is not None and output_intent(volume.meta, volume.array.ndim) is None:
+        print(
+            f"fagan: note: {source} has NIfTI intent code {intent[0]}; its output does not say so, as "
+            "upscaling can take such values out of their range (or one volume is not a time series)",
+            file=sys.stderr,
+        )
 
 
 def _says_phase(image_type: tuple[str, ...]) -> bool:

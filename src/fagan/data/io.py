@@ -100,8 +100,9 @@ def read_volume(path: str | os.PathLike, frame: int | str | None = None) -> Volu
     ``frame`` picks one 3D volume of a 4D input (NIfTI time series, DICOM series with several
     images per position); it must be left as ``None`` (or 0) for 3D input. ``ALL_FRAMES``
     (``"all"``) reads every volume of a 4D input into an ``(X, Y, Z, T)`` array, and a 3D input as
-    it is; ``meta["frame_interval"]`` is then the time between volumes as ``(value, unit)``, NIfTI's
-    pixdim[4] and time unit (a DICOM series': seconds, from its acquisition times, where they say).
+    it is; ``meta["frame_interval"]`` is then the time between volumes in ``meta["time_unit"]``
+    (a NIfTI's pixdim[4] and time unit as they are; a DICOM series' seconds from its acquisition
+    times, None where they do not give it).
     Returns a :class:`Volume` with a finite, non-constant float32 array (single volumes of a 4D
     one may be constant).
     """
@@ -245,7 +246,8 @@ def _finish(
         where = ""
         if array.ndim == 4:
             volumes = np.flatnonzero(~np.isfinite(array).all(axis=(0, 1, 2)))
-            where = f" (in volume{'s' if len(volumes) > 1 else ''} {', '.join(map(str, volumes[:10]))})"
+            listed = ", ".join(map(str, volumes[:10])) + (", ..." if len(volumes) > 10 else "")
+            where = f" (in volume{'s' if len(volumes) > 1 else ''} {listed})"
         raise FaganError(
             f"{path}: {bad} voxels are NaN or infinite{where}; replace them (e.g. with 0) and save again"
         )
@@ -324,8 +326,8 @@ def _select_frame(path: Path, n_frames: int, frame: int | str | None, what: str)
     index = 0 if frame is None else int(frame)
     if index >= n_frames:
         raise FaganError(
-            f"{path}: frame {index} does not exist; {what} holds {n_frames} volume(s), "
-            f"so use frame=0..{n_frames - 1}"
+            f"{path}: frame {index} does not exist; {what} holds "
+            + (f"{n_frames} volumes, so use --frame 0..{n_frames - 1}" if n_frames > 1 else "one volume")
         )
     return index
 
@@ -399,8 +401,10 @@ def _read_nifti(path: Path, frame: int | str | None) -> tuple[np.ndarray, np.nda
         raise _corrupt(path, "NIfTI", exc) from exc
     data = data.reshape((shape + (1, 1))[:3] if index is not None else shape)
     meta = {"format": "nifti", "dtype": str(dtype), "n_frames": n_frames}
-    if index is None:  # the time between volumes: pixdim[4] in the header's own time unit
-        meta["frame_interval"] = (float(img.header["pixdim"][4]), img.header.get_xyzt_units()[1])
+    # the header's time unit (slice_duration is in it), and the time between volumes in that unit
+    meta["time_unit"] = img.header.get_xyzt_units()[1]
+    if index is None:
+        meta["frame_interval"] = float(img.header["pixdim"][4])
     # The space the affine is in (NIfTI xform code: 1 scanner, 2 aligned, 3 Talairach, 4 MNI),
     # from the transform nibabel took it from: the sform if set, else the qform; 0 when neither
     # is set, where the affine is nibabel's fallback from the voxel size alone and is no space.
@@ -430,8 +434,8 @@ def _read_nifti(path: Path, frame: int | str | None) -> tuple[np.ndarray, np.nda
         key: (int(img.header[key]) if key != "slice_duration" else float(img.header[key]))
         for key in ("dim_info", "slice_code", "slice_start", "slice_end", "slice_duration")
     }
-    image_type = _sidecar_image_type(path)
-    meta["image_types"] = [image_type] if image_type else []
+    image_type = _sidecar_image_type(path)  # one for the whole file
+    meta["image_types"] = [[image_type] if image_type else []] * (n_frames if index is None else 1)
     # A file registered by FSL or SPM keeps the scanner's transform in its qform beside the new
     # one in its sform, and readers differ in which they use (ITK, so ITK-SNAP and 3D Slicer,
     # reads the qform unless the sform says scanner). Such a qform, or one with its own code, is
@@ -497,15 +501,17 @@ def write_nifti(
     qform_code: int | None = None,
     display_range: tuple[float, float] | None = None,
     description: str = "",
-    frame_interval: tuple[float, str] | None = None,
+    frame_interval: float | None = None,
+    time_unit: str | None = None,
     intent: tuple[int, tuple[float, float, float], bytes] | None = None,
     aux_file: bytes = b"",
     slice_info: dict[str, float] | None = None,
 ) -> None:
     """Write ``array`` (2D, 3D, or 4D ``(X, Y, Z, T)``, stored as float32) with ``affine`` (4x4) to
-    ``.nii``/``.nii.gz``. ``frame_interval``, the time between the volumes of a 4D array as
-    ``(value, unit)`` (nibabel's time unit names), goes into pixdim[4] and the time unit; without it
-    a 4D file says 1, unit unknown. ``intent`` (code, p1-p3, name bytes), ``aux_file`` (the bytes
+    ``.nii``/``.nii.gz``. ``time_unit`` (nibabel's names: sec, msec, ...; default sec, or unknown
+    for a 4D array) is the header's, and ``frame_interval``, the time between the volumes of a 4D
+    array in that unit, goes into pixdim[4] (0, "not known", when not given or not positive).
+    ``intent`` (code, p1-p3, name bytes), ``aux_file`` (the bytes
     of a colour map's name, for viewers that read it) and ``slice_info`` (dim_info, slice_code,
     slice_start, slice_end, slice_duration) go into their header fields as given.
 
@@ -555,10 +561,12 @@ def write_nifti(
     else:
         img.set_qform(None, 0)
     img.set_data_dtype(np.float32)
-    img.header.set_xyzt_units("mm", "sec" if data.ndim < 4 else "unknown")
-    if data.ndim == 4 and frame_interval is not None:
-        img.header.set_xyzt_units("mm", frame_interval[1])
-        img.header.set_zooms(img.header.get_zooms()[:3] + (float(frame_interval[0]),))
+    img.header.set_xyzt_units("mm", time_unit or ("sec" if data.ndim < 4 else "unknown"))
+    if data.ndim == 4:
+        interval = float(frame_interval) if frame_interval is not None else 0.0
+        pixdim = img.header["pixdim"]
+        pixdim[4] = interval if np.isfinite(interval) and interval > 0 else 0.0
+        img.header["pixdim"] = pixdim
     if intent is not None:
         img.header["intent_code"] = intent[0]
         for i, value in enumerate(intent[1], start=1):
@@ -589,6 +597,7 @@ class _Slice:
     name: str
     acquired: float | None = None  # acquisition time, seconds into its day
     echo: float | None = None  # echo time, ms
+    image_type: tuple[str, ...] | None = None  # ImageType (or a frame's FrameType and component)
 
 
 @dataclass
@@ -634,22 +643,19 @@ def _whole(path: Path, ds: Any, key: str, default: int) -> int:
 def _seconds(value: Any) -> float | None:
     """A DICOM TM (``HHMMSS.FFFFFF``) or the time of a DT (``YYYYMMDDHHMMSS.FFFFFF``) as seconds
     into its day; None when absent or unreadable."""
-    text = str(value or "").strip().split("+")[0].split("-")[0]
-    if len(text) >= 14 and text[:8].isdigit():
-        text = text[8:]
-    try:
-        whole, _, fraction = text.partition(".")
-        if len(whole) < 6 or not whole[:6].isdigit():
-            return None
-        return int(whole[:2]) * 3600 + int(whole[2:4]) * 60 + int(whole[4:6]) + float(f"0.{fraction or 0}")
-    except ValueError:
+    whole, _, fraction = str(value or "").strip().split("+")[0].split("-")[0].partition(".")
+    if len(whole) > 6:  # a DT: YYYYMMDDHHMMSS, no shorter, or the time is unknown
+        whole = whole[8:] if len(whole) == 14 else ""
+    if len(whole) not in (4, 6) or not whole.isdigit() or not (fraction or "0").isdigit():
         return None
+    seconds = int(whole[4:6]) if len(whole) == 6 else 0
+    return int(whole[:2]) * 3600 + int(whole[2:4]) * 60 + seconds + float(f"0.{fraction or 0}")
 
 
-def _frame_interval(frames: list[list[_Slice]]) -> tuple[float, str] | None:
-    """The time between the volumes of a DICOM series, in seconds (as NIfTI's pixdim[4] and its
-    unit), from the earliest acquisition time of each; None when the volumes are echoes (their
-    echo times differ) or their times are missing or do not increase."""
+def _frame_interval(frames: list[list[_Slice]]) -> float | None:
+    """The time between the volumes of a DICOM series in seconds, from the earliest acquisition
+    time of each; None when the volumes are echoes (their echo times differ), or their times are
+    missing, do not increase, or are unevenly spaced (more than 10% off their median gap)."""
     if len({tuple(sorted({s.echo for s in volume}, key=str)) for volume in frames}) > 1:
         return None
     starts = []
@@ -661,7 +667,8 @@ def _frame_interval(frames: list[list[_Slice]]) -> tuple[float, str] | None:
     gaps = np.diff(starts)
     if len(gaps) == 0 or (gaps <= 0).any():
         return None
-    return float(np.median(gaps)), "sec"
+    median = float(np.median(gaps))
+    return median if np.abs(gaps - median).max() <= 0.1 * median else None
 
 
 def _number(value: Any, default: float = 0.0) -> float:
@@ -816,7 +823,7 @@ def _check_line(
 
 
 def _assemble(
-    path: Path, slices: list[_Slice], plane: _Plane, frame: int | str | None
+    path: Path, slices: list[_Slice], plane: _Plane, frame: int | str | None, what: str
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Sort slices along the normal, pick a frame if 4D (or keep them all), stack and build the RAS
     affine."""
@@ -848,7 +855,7 @@ def _assemble(
                 "files are missing or two series are mixed - keep one complete series per folder"
             )
         n_frames = counts.pop()
-        index = _select_frame(path, n_frames, frame, "this DICOM series")
+        index = _select_frame(path, n_frames, frame, what)
         frames = [
             [slices[sorted(g, key=lambda i: slices[i].key)[t]] for g in groups]
             for t in (range(n_frames) if index is None else [index])
@@ -857,6 +864,7 @@ def _assemble(
         meta["n_frames"] = n_frames
         if index is None:
             meta["frame_interval"] = _frame_interval(frames)
+            meta["time_unit"] = "unknown" if meta["frame_interval"] is None else "sec"
         positions = np.array([s.position for s in chosen])
         if len(chosen) > 1:
             gaps = np.diff([along[g[0]] for g in groups])
@@ -878,9 +886,12 @@ def _assemble(
         lps[:3, 3] = positions[0]
     else:
         frames = [sorted(slices, key=lambda s: s.key)]
-        _select_frame(path, 1, frame, "this DICOM image")
+        _select_frame(path, 1, frame, what)
         meta["n_frames"] = 1
         lps = np.diag([plane.spacing[1], plane.spacing[0], plane.thickness, 1.0])
+    # per volume read, the image types of its images (a series can hold magnitude and phase images
+    # side by side, as Philips and GE write them)
+    meta["image_types"] = [sorted({s.image_type for s in volume if s.image_type}) for volume in frames]
     array: np.ndarray | None = None
     for t, chosen in enumerate(frames):
         for k, s in enumerate(chosen):
@@ -908,12 +919,24 @@ def _pixels(path: Path, ds: Any) -> np.ndarray:
         ) from exc
 
 
-def _image_type(ds: Any) -> tuple[str, ...] | None:
-    """A DICOM header's ImageType values (e.g. ORIGINAL, PRIMARY, P, ND for a Siemens phase image)."""
-    value = ds.get("ImageType")
+def _image_type(ds: Any, key: str = "ImageType") -> tuple[str, ...] | None:
+    """A DICOM header's ImageType values (e.g. ORIGINAL, PRIMARY, P, ND for a Siemens phase image),
+    or those of another element of that form (``key``)."""
+    value = ds.get(key)
     if not value:
         return None
     return tuple(str(v) for v in ([value] if isinstance(value, str) else list(value)))
+
+
+def _frame_type(ds: Any, index: int | None) -> tuple[str, ...] | None:
+    """The image type of frame ``index`` of an enhanced multi-frame file: its FrameType (else the
+    file's ImageType), followed by its ComplexImageComponent (MAGNITUDE, PHASE, REAL, ...), which
+    is where these files say phase."""
+    item = _group_item(ds, index, "MRImageFrameTypeSequence")
+    values = list((item is not None and _image_type(item, "FrameType")) or _image_type(ds) or ())
+    component = item.get("ComplexImageComponent") if item is not None else None
+    component = component or ds.get("ComplexImageComponent")
+    return tuple(values + ([str(component)] if component else [])) or None
 
 
 def _dicom_meta(ds: Any) -> dict:
@@ -956,11 +979,11 @@ def _read_dicom_file(path: Path, frame: int | str | None) -> tuple[np.ndarray, n
         acquired = _seconds(content.get("FrameAcquisitionDateTime")) if content is not None else None
         echo_item = _group_item(ds, index, "MREchoSequence")
         echo = _number(echo_item.get("EffectiveEchoTime")) if echo_item is not None else None
-        slices.append(_Slice(position, (temporal, f), load, f"frame {f + 1} of the file", acquired, echo))
+        name = f"frame {f + 1} of the file"
+        slices.append(_Slice(position, (temporal, f), load, name, acquired, echo, _frame_type(ds, index)))
     plane = _plane(ds, 0 if n > 1 else None)
-    array, affine, meta = _assemble(path, slices, plane, frame)
+    array, affine, meta = _assemble(path, slices, plane, frame, "this DICOM file")
     meta.update(_dicom_meta(ds), format="dicom", n_images=n)
-    meta["image_types"] = [t for t in [_image_type(ds)] if t]
     return array, affine, meta
 
 
@@ -1028,13 +1051,10 @@ def _read_dicom_series(path: Path, frame: int | str | None) -> tuple[np.ndarray,
             return image * np.float32(slope) + np.float32(intercept)
 
         acquired = _seconds(h.get("AcquisitionTime"))
-        slices.append(
-            _Slice(_floats(h.get("ImagePositionPatient"), 3), key, load, p.name, acquired, key[1])
-        )
-    array, affine, meta = _assemble(path, slices, plane, frame)
+        position = _floats(h.get("ImagePositionPatient"), 3)
+        slices.append(_Slice(position, key, load, p.name, acquired, key[1], _image_type(h)))
+    array, affine, meta = _assemble(path, slices, plane, frame, "this DICOM series")
     meta.update(_dicom_meta(first), format="dicom-series", n_images=len(files))
-    # a series can hold magnitude and phase images side by side (Philips, GE)
-    meta["image_types"] = sorted({t for t in map(_image_type, headers) if t})
     return array, affine, meta
 
 

@@ -111,7 +111,8 @@ def save_result(path: str | os.PathLike, volume: Volume, overwrite: bool = False
             display_range=meta.get("display_range"),
             description=_provenance(meta),
             frame_interval=meta.get("frame_interval"),
-            intent=meta.get("intent"),
+            time_unit=meta.get("time_unit"),
+            intent=output_intent(meta, volume.array.ndim),
             aux_file=meta.get("aux_file", b""),
             slice_info=_slice_info(meta),
         )
@@ -132,6 +133,22 @@ def save_result(path: str | os.PathLike, volume: Volume, overwrite: bool = False
             pixels = np.clip(np.rint(image), 0, np.iinfo(dtype).max).astype(dtype)
             Image.fromarray(pixels).save(tmp, format="PNG")
     return path
+
+
+#: NIfTI intents an upscaled image keeps: t and z statistics, estimates, dimensionless values and
+#: TOPUP's field map have no bounds that upscaling could overshoot; a time series (2001) stays one
+#: while the output keeps its volumes.
+KEPT_INTENTS = {3: "t test", 5: "z score", 1001: "estimate", 1011: "dimensionless", 2018: "FSL TOPUP field"}
+
+
+def output_intent(meta: dict, ndim: int) -> tuple | None:
+    """The input's NIfTI intent (``meta["intent"]``: code, p1-p3, name) if its output keeps it,
+    else None: a bounded statistic (a p value, a correlation) upscaled can leave its range, and a
+    single volume of a time series is not one."""
+    intent = meta.get("intent")
+    if intent is None or not (intent[0] in KEPT_INTENTS or intent[0] == 2001 and ndim == 4):
+        return None
+    return intent
 
 
 def _slice_info(meta: dict) -> dict | None:
@@ -217,6 +234,7 @@ def check_resources(
     axis: int,
     output: str | os.PathLike,
     memory: int | None = None,
+    several_volumes: bool = False,
 ) -> int:
     """Refuse, before any work, upscaling a ``shape`` volume (``(X, Y, Z)``, or ``(X, Y, Z, T)``
     for T volumes) ``scale`` times in the plane across ``axis`` when the input and the result
@@ -224,7 +242,8 @@ def check_resources(
     uncompressed ``output`` would not fit on its disk.
 
     Returns the bytes the result needs. Slices go through the network in batches and tiles, so
-    the volumes themselves are what must fit.
+    the volumes themselves are what must fit. The message suggests ``--frame`` for an input that
+    is 4D or may be (``several_volumes``: a DICOM series whose images may be several volumes).
     """
     voxels = 1
     for n in shape:
@@ -234,12 +253,15 @@ def check_resources(
     out_shape = "x".join(str(n * (1 if i in (axis, 3) else scale)) for i, n in enumerate(shape))
     memory = available_memory() if memory is None else memory
     if memory is not None and in_bytes + out_bytes > memory:
+        way = "crop the volume"
+        if several_volumes:
+            way = "if it holds several volumes, upscale one at a time (--frame N); else crop it"
+        elif len(shape) == 4:
+            way = "upscale one volume at a time (--frame N)"
         raise FaganError(
             f"upscaling {'x'.join(map(str, shape))} voxels x{scale} gives {out_shape} = {_gb(out_bytes)} of "
             f"float32; with the input that needs {_gb(in_bytes + out_bytes)} of memory but "
-            f"{_gb(memory)} is available - "
-            + ("upscale one volume at a time (--frame N)" if len(shape) == 4 else "crop the volume")
-            + ", or upscale it in parts and join them"
+            f"{_gb(memory)} is available - {way}, or upscale it in parts and join them"
         )
     output = Path(output)
     if output_kind(output) != ".nii.gz":  # compressed sizes cannot be known in advance
