@@ -215,7 +215,10 @@ def _fit(
     except FaganError as exc:
         if count == 1:
             raise
-        raise FaganError(f"volume {t} of {count}: {exc}") from None
+        raise FaganError(
+            f"volume {t} of {count} cannot be normalised ({exc}); upscale the others one by one "
+            "with --frame N"
+        ) from None
 
 
 def upscale_volume(
