@@ -112,3 +112,8 @@ def test_prepare_check_names_every_volume_training_would_stop_on(data_dir, tmp_p
     assert "subjNaN/t1.nii.gz (1 voxels are NaN" in err and "subjBroken/t1.nii.gz (" in err
     assert not out.exists()
     assert main(["prepare", str(data_dir), "--out", str(out)]) == 0  # without --check: headers only
+    for broken in ("subjNaN", "subjBroken"):  # a 4D series is fine: its volumes are trained on
+        (data_dir / broken / "t1.nii.gz").unlink()
+    cine = np.stack([np.arange(8.0).reshape(2, 2, 2)] * 3, axis=-1)
+    write_nifti(data_dir / "subjNaN" / "cine.nii.gz", cine, np.eye(4))
+    assert main(["prepare", str(data_dir), "--out", str(out), "--check", "--overwrite"]) == 0

@@ -198,17 +198,15 @@ def test_a_run_that_fails_its_checks_leaves_no_folder_behind(tiny_yaml, tmp_path
     assert empty.is_dir() and not list(empty.iterdir())
 
 
-def test_a_4d_volume_is_refused_without_advice_train_cannot_follow(tiny_yaml, tmp_path, capsys):
+def test_a_4d_volume_trains_on_each_of_its_volumes(tiny_yaml, tmp_path, capsys):
     import nibabel as nib
     import numpy as np
 
     volume = tmp_path / "f.nii.gz"
     nib.save(nib.Nifti1Image(np.random.default_rng(0).random((40, 40, 3, 2), np.float32), np.eye(4)), volume)
     argv = ["train", "--config", str(tiny_yaml), "--data", str(volume), "--out", str(tmp_path / "run")]
-    assert main([*argv, "--device", "cpu"]) == 2
-    line = _error_line(capsys)
-    assert "holds 2 volumes" in line and "save the one you want as its own file" in line
-    assert not (tmp_path / "run").exists()
+    assert main([*argv, "--device", "cpu"]) == 0
+    assert (tmp_path / "run" / "release.safetensors").is_file()
 
 
 @pytest.mark.parametrize(

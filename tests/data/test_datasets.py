@@ -141,6 +141,23 @@ def test_max_slices_per_volume_keeps_evenly_spaced_slices():
     assert [e.index for e in dataset.entries] == [0, 10, 19]
 
 
+def test_each_volume_of_a_4d_file_is_a_volume_of_its_own(tmp_path):
+    """A cine or diffusion series: its volumes are normalised one by one (the dim one is not
+    trained on as nearly black), a constant one (a dummy scan) is left out, and the slice limit
+    and the balance count the file."""
+    bright, dim = _volume((8, 8, 20), empty_slices=(), seed=1), _volume((8, 8, 20), empty_slices=(), seed=2)
+    series = np.stack([bright.array, np.full((8, 8, 20), 7.0, np.float32), dim.array * 0.1], axis=-1)
+    write_nifti(tmp_path / "cine.nii.gz", series, np.eye(4))
+    write_nifti(tmp_path / "t1.nii.gz", bright.array, np.eye(4))
+    dataset = SliceDataset([tmp_path / "cine.nii.gz", tmp_path / "t1.nii.gz"], scale=2)
+    assert dataset.files == [0, 0, 1]
+    assert dataset.names[:2] == [f"{tmp_path / 'cine.nii.gz'} (volume {t})" for t in (0, 2)]
+    alone = SliceDataset([Volume(dim.array * 0.1, np.eye(4), {})], scale=2)
+    torch.testing.assert_close(dataset.volumes[1], alone.volumes[0])  # its own fit, not the series'
+    limited = SliceDataset([tmp_path / "cine.nii.gz"], scale=2, max_slices_per_volume=4)
+    assert len(limited.entries) == 4 and {e.volume for e in limited.entries} == {0, 1}
+
+
 def test_reads_paths_and_batches_with_a_dataloader(tmp_path):
     paths = []
     for seed in range(2):

@@ -170,17 +170,26 @@ def test_evaluate_figures_of_volumes_with_one_file_name_in_two_folders(setup, ca
         assert {r["volume"] for r in csv.DictReader(f)} == {"p1/t1", "p2/t1"}
 
 
-def test_evaluate_4d_input_suggests_what_evaluate_can_do(setup, capsys) -> None:
+def test_evaluate_scores_a_4d_file_as_one_volume_of_its_volumes(setup) -> None:
+    """A cine or diffusion series is one row: each of its volumes is degraded and upscaled on its
+    own, and the scores pool them (MSE over all voxels, against the series' range)."""
     _, weights, folder = setup
-    (folder / "four").mkdir(exist_ok=True)
-    frames = np.stack([phantom((40, 40, 3), 0)] * 2, axis=-1)
-    nib.save(nib.Nifti1Image(frames, np.eye(4)), folder / "four" / "f.nii.gz")
-    argv = ["evaluate", "--weights", str(weights[4]), "--data", str(folder / "four"), "--device", "cpu"]
-    assert main([*argv, "--out", str(folder / "four_out")]) == 2
-    err = capsys.readouterr().err
-    assert (
-        err.count("\n") == 1 and "holds 2 volumes" in err and "save the one you want as its own file" in err
-    )
+    bright, dim = phantom((40, 40, 3), 0), phantom((40, 40, 3), 1) * 0.3
+    for name, array in (("four", np.stack([bright, dim], axis=-1)), ("v0", bright), ("v1", dim)):
+        (folder / name).mkdir(exist_ok=True)
+        nib.save(nib.Nifti1Image(array, np.eye(4)), folder / name / "f.nii.gz")
+    rows = {}
+    for name in ("four", "v0", "v1"):
+        argv = ["evaluate", "--weights", str(weights[4]), "--data", str(folder / name), "--device", "cpu"]
+        assert main([*argv, "--out", str(folder / f"{name}_out")]) == 0
+        with open(folder / f"{name}_out" / "per_volume.csv") as f:
+            rows[name] = {r["method"]: float(r["psnr"]) for r in csv.DictReader(f)}
+    assert set(rows["four"]) == {"bicubic", "fagan"}  # one row per method: the series is one volume
+    ranges = {"v0": np.ptp(bright), "v1": np.ptp(dim)}
+    whole = max(bright.max(), dim.max()) - min(bright.min(), dim.min())
+    for method in ("bicubic", "fagan"):
+        mse = np.mean([r**2 / 10 ** (rows[v][method] / 10) for v, r in ranges.items()])
+        assert rows["four"][method] == pytest.approx(10 * np.log10(whole**2 / mse), abs=1e-3)
 
 
 def test_evaluate_keeps_its_scores_when_a_figure_cannot_be_written(setup, capsys, monkeypatch) -> None:

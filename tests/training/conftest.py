@@ -15,8 +15,8 @@ def _read_volumes_once(monkeypatch):
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_read(path):
-    return _original(path)
+def _cached_read(path, frame=None):
+    return _original(path, frame=frame)
 
 
 _original = datasets.read_volume

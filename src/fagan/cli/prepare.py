@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--check",
         action="store_true",
         help="read every volume first and refuse, naming them all, any that training would stop on "
-        "(damaged, NaN, constant, 4D)",
+        "(damaged, NaN, constant)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing manifest")
     parser.set_defaults(func=run)
@@ -80,12 +80,12 @@ def _check_volumes(paths: list[Path], root: Path) -> None:
     import os
 
     from fagan import FaganError
-    from fagan.data.io import read_volume
+    from fagan.data.io import ALL_FRAMES, read_volume
 
     bad = []
     for path in paths:
         try:
-            read_volume(path)
+            read_volume(path, frame=ALL_FRAMES)  # a 4D file's volumes are trained on one by one
         except (FaganError, ValueError, OSError) as exc:
             reason = " ".join(str(exc).split()).removeprefix(f"{path}: ").removeprefix(f"{path} ")
             bad.append(f"{os.path.relpath(path, root)} ({reason})")

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from fagan import FaganError
 from fagan.data.degrade import central_spectrum, check_method, check_scale, crop_to_multiple, degrade
-from fagan.data.io import Volume, read_volume
+from fagan.data.io import ALL_FRAMES, Volume, each_volume, read_volume
 from fagan.data.normalize import IntensityScaling, fit_scaling
 
 #: A voxel counts as foreground when its normalised intensity exceeds this.
@@ -62,7 +62,10 @@ class SliceDataset(Dataset):
 
     Each volume is read (paths) or taken as is (:class:`~fagan.data.io.Volume`), normalised with
     :func:`~fagan.data.normalize.fit_scaling` (kept in ``self.scalings`` so outputs can be mapped
-    back with ``scalings[volume].invert``), and held in memory as a float32 tensor.
+    back with ``scalings[volume].invert``), and held in memory as a float32 tensor. Every volume
+    of a 4D file (a cine or diffusion series) is a volume here, normalised on its own as
+    ``fagan upscale`` does; ``self.files[v]`` is the index in ``volumes`` of volume ``v``'s file,
+    and ``max_slices_per_volume`` counts per file.
 
     Slices whose foreground fraction (normalised intensity > 0.05) is below ``min_foreground``
     are skipped, as are slices smaller than ``patch_size`` (or than ``scale`` without patches)
@@ -188,23 +191,36 @@ class SliceDataset(Dataset):
         self.min_side = int(min_side)
 
         self.names: list[str] = []
+        self.files: list[int] = []  # the file (index into ``volumes``) each volume came from
         self.scalings: list[IntensityScaling] = []
         self.volumes: list[torch.Tensor] = []  # each (X, Y, Z) float32, normalised
         self.knots: list[np.ndarray] = []  # each volume's knots of the contrast curve
         self.entries: list[SliceEntry] = []
-        for v, item in enumerate(volumes):
-            volume = item if isinstance(item, Volume) else read_volume(item)
-            self.names.append(str(volume.meta.get("path", f"volume {v}")))
-            scaling = fit_scaling(volume.array, p_low, p_high)
-            data = torch.from_numpy(np.ascontiguousarray(volume.array, dtype=np.float32))
-            data = scaling.apply(data)
-            if patch_size is not None:
-                data = data.clamp_(0.0, 1.0)
-            self.scalings.append(scaling)
-            self.volumes.append(data)
-            tissue = self.contrast_prob and contrast_knots == "tissue"
-            self.knots.append(tissue_knots(data) if tissue else even_knots())
-            self.entries.extend(self._keep(v, data, max_slices_per_volume))
+        for f, item in enumerate(volumes):
+            read = item if isinstance(item, Volume) else read_volume(item, frame=ALL_FRAMES)
+            kept: list[SliceEntry] = []
+            for volume in each_volume(read):
+                v = len(self.volumes)
+                name = str(volume.meta.get("path", f"volume {f}"))
+                frame = volume.meta.get("frame") if read.array.ndim == 4 else None
+                self.names.append(name if frame is None else f"{name} (volume {frame})")
+                self.files.append(f)
+                scaling = fit_scaling(volume.array, p_low, p_high)
+                data = torch.from_numpy(np.ascontiguousarray(volume.array, dtype=np.float32))
+                data = scaling.apply(data)
+                if patch_size is not None:
+                    data = data.clamp_(0.0, 1.0)
+                self.scalings.append(scaling)
+                self.volumes.append(data)
+                tissue = self.contrast_prob and contrast_knots == "tissue"
+                self.knots.append(tissue_knots(data) if tissue else even_knots())
+                kept.extend(self._keep(v, data))
+            if max_slices_per_volume is not None and len(kept) > max_slices_per_volume:
+                picks = np.linspace(0, len(kept) - 1, max_slices_per_volume).round().astype(int)
+                kept = [kept[i] for i in picks]
+            self.entries.extend(kept)
+        if not self.volumes:
+            raise NoSlicesError(f"the {len(volumes)} volume(s) hold nothing but constant volumes")
         if not self.entries:
             planes = [
                 tuple(n for a, n in enumerate(data.shape) if a != axis)
@@ -219,7 +235,7 @@ class SliceDataset(Dataset):
                 f"is {largest[0]}x{largest[1]}); lower min_foreground or patch_size"
             )
 
-    def _keep(self, v: int, data: torch.Tensor, limit: int | None) -> list[SliceEntry]:
+    def _keep(self, v: int, data: torch.Tensor) -> list[SliceEntry]:
         """The entries of volume ``v`` that pass the size and foreground tests."""
         need = max(self.patch_size or self.scale, self.min_side)
         kept: list[SliceEntry] = []
@@ -232,9 +248,6 @@ class SliceDataset(Dataset):
             fraction = foreground.float().mean(dim=others)
             indices = torch.nonzero(fraction >= self.min_foreground).flatten().tolist()
             kept.extend(SliceEntry(v, axis, i) for i in indices)
-        if limit is not None and len(kept) > limit:
-            picks = np.linspace(0, len(kept) - 1, limit).round().astype(int)
-            kept = [kept[i] for i in picks]
         return kept
 
     def set_epoch(self, epoch: int) -> None:

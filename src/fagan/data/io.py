@@ -124,6 +124,20 @@ def read_volume(path: str | os.PathLike, frame: int | str | None = None) -> Volu
     return _finish(path, array, affine, meta, frame)
 
 
+def each_volume(volume: Volume) -> list[Volume]:
+    """The 3D volumes of ``volume``: itself when 3D; for a 4D ``(X, Y, Z, T)`` one, each of its T
+    volumes (``meta["frame"]`` its index, ``meta["path"]`` that of the file) except constant ones
+    (a dummy scan holds nothing to learn from or score)."""
+    if volume.array.ndim == 3:
+        return [volume]
+    parts = []
+    for t in range(volume.array.shape[3]):
+        array = np.ascontiguousarray(volume.array[..., t])
+        if float(array.min()) != float(array.max()):
+            parts.append(Volume(array, volume.affine, {**volume.meta, "frame": t, "shape": array.shape}))
+    return parts
+
+
 def claimed_shape(path: str | os.PathLike, all_frames: bool = False) -> tuple[int, ...] | None:
     """The ``(X, Y, Z)`` shape ``read_volume`` would return, from headers only (no pixel data read);
     with ``all_frames``, that of ``read_volume(path, ALL_FRAMES)``: ``(X, Y, Z, T)`` for a NIfTI

@@ -27,7 +27,7 @@ from torch import nn
 
 from fagan import FaganError
 from fagan.atomic import atomic_path
-from fagan.data.io import read_volume, volume_stem
+from fagan.data.io import ALL_FRAMES, Volume, each_volume, read_volume, volume_stem
 from fagan.evaluation.simulate import (
     bicubic_volume,
     foreground_mask,
@@ -129,6 +129,10 @@ def evaluate(
     projection (:mod:`fagan.inference.consistency`; the simulated LR is bicubic, so it applies to
     every network).
 
+    A 4D file (a cine or diffusion series) is one volume of the tables: its volumes are each
+    degraded and upscaled on their own, as ``fagan upscale`` does, and scored together (PSNR over
+    all their voxels, SSIM over all their slices; constant volumes are left out).
+
     With ``figures_dir``, the volumes named in ``figure_volumes`` (default: per anatomy, the
     one with the largest slices) get a comparison figure per scale: HR, bicubic and each method
     of ``figure_methods`` (default: all) on the middle slice, with a zoomed region and error maps.
@@ -153,11 +157,14 @@ def evaluate(
     scales = sorted(by_scale)
     features: dict[tuple[str, int], list[np.ndarray]] = defaultdict(list)  # (method or HR, scale)
     for info in volumes:  # one volume in memory at a time, read once for every scale
-        volume = read_volume(info.path)
+        parts = each_volume(read_volume(info.path, frame=ALL_FRAMES))
+        # a 4D file's volumes one after another along the slice axis: every slice-wise step and
+        # score is then the same as on each volume
+        volume = Volume(np.concatenate([v.array for v in parts], axis=axis), parts[0].affine, parts[0].meta)
         for scale in scales:
             pair = simulate_low_resolution(volume, scale, axis)
             hr = pair.hr.array
-            mask = foreground_mask(hr, axis)
+            mask = np.concatenate([foreground_mask(h, axis) for h in np.split(hr, len(parts), axis)], axis)
             data_range = (float(hr.min()), float(hr.max()))
             panels: dict[str, np.ndarray] = {}
             if fid_network is not None:
@@ -169,14 +176,19 @@ def evaluate(
                 if method.generator is None:
                     sr = bicubic_volume(pair.lr, scale, axis)
                 else:
+                    lr = pair.lr
+                    if len(parts) > 1:  # as 4D again, so that each volume is normalised on its own
+                        lr = Volume(np.stack(np.split(lr.array, len(parts), axis), -1), lr.affine, lr.meta)
                     sr = upscale_volume(
-                        pair.lr,
+                        lr,
                         method.generator,
                         axis=axis,
                         device=device,
                         self_ensemble=self_ensemble,
                         consistency=consistency,
                     ).array
+                    if len(parts) > 1:
+                        sr = np.concatenate([sr[..., t] for t in range(len(parts))], axis=axis)
                 seconds = time.perf_counter() - start
                 s = score_volume(sr, hr, axis, mask=mask)
                 result.rows.append(Row(method.name, scale, info.name, info.anatomy, *s, seconds))
@@ -256,7 +268,7 @@ def _shape(path: Path) -> tuple[int, ...]:
     """A volume's shape from its headers, or by reading it when they cannot tell."""
     from fagan.data.io import claimed_shape
 
-    return claimed_shape(path) or read_volume(path).array.shape
+    return claimed_shape(path) or read_volume(path, frame=ALL_FRAMES).array.shape[:3]
 
 
 def largest_per_anatomy(volumes: Sequence[tuple[str, str, tuple[int, ...]]], axis: int = 2) -> list[str]:

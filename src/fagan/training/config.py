@@ -69,7 +69,7 @@ class DataConfig:
     contrast_knots: str = "even"  # or "tissue": the curve's knots at the volume's tissue intensities
     gain_range: tuple[float, float] | None = None  # HR patch times a log-uniform gain, e.g. [0.8, 1.4]
     offset_range: tuple[float, float] | None = None  # then plus a uniform offset, e.g. [-0.25, 0.05]
-    balance: str = "slices"  # "slices": every slice equally often; "volumes": every volume
+    balance: str = "slices"  # "slices": every slice equally often; "volumes": every volume file
     num_workers: int | None = None  # None: 0 on CPU, min(8, CPUs) on CUDA
     val_slices: int = 32  # cap on full validation slices (evenly spaced over the volumes)
 

@@ -542,7 +542,8 @@ def _train(
         save_data_record(run_dir, record)
 
     batch = config.data.batch_size
-    groups = [e.volume for e in dataset.entries] if config.data.balance == "volumes" else None
+    # balance=volumes draws every file equally often (a 4D file's volumes are one file's)
+    groups = [dataset.files[e.volume] for e in dataset.entries] if config.data.balance == "volumes" else None
     stream = SampleStream(
         len(dataset), config.seed, runtime.rank, runtime.world_size, start=samples, groups=groups
     )
