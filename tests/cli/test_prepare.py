@@ -117,3 +117,18 @@ def test_prepare_check_names_every_volume_training_would_stop_on(data_dir, tmp_p
     cine = np.stack([np.arange(8.0).reshape(2, 2, 2)] * 3, axis=-1)
     write_nifti(data_dir / "subjNaN" / "cine.nii.gz", cine, np.eye(4))
     assert main(["prepare", str(data_dir), "--out", str(out), "--check", "--overwrite"]) == 0
+
+
+def test_prepare_check_refuses_segmentations_and_names_them_without_it(data_dir, tmp_path, capsys):
+    """M&Ms keeps <id>_sa_gt.nii.gz (labels 0-3 in two frames of a 4D file) beside each cine."""
+    labels = np.zeros((16, 16, 4, 5), np.float32)
+    labels[4:12, 4:12, :, 0], labels[6:10, 6:10, :, 3] = 1, 3
+    write_nifti(data_dir / "subj0" / "subj0_sa_gt.nii.gz", labels, np.eye(4))
+    out = tmp_path / "m.json"
+    assert main(["prepare", str(data_dir), "--out", str(out), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert "1 of 11 volumes cannot be used: subj0/subj0_sa_gt.nii.gz" in err
+    assert "(a label map: 3 integer values, 0, 1, 3)" in err
+    assert main(["prepare", str(data_dir), "--out", str(out)]) == 0
+    note = capsys.readouterr().out.splitlines()[-1]
+    assert note.startswith("note: 1 volume(s) are named like segmentations (subj0/subj0_sa_gt.nii.gz)")

@@ -156,6 +156,10 @@ def test_each_volume_of_a_4d_file_is_a_volume_of_its_own(tmp_path):
     torch.testing.assert_close(dataset.volumes[1], alone.volumes[0])  # its own fit, not the series'
     limited = SliceDataset([tmp_path / "cine.nii.gz"], scale=2, max_slices_per_volume=4)
     assert len(limited.entries) == 4 and {e.volume for e in limited.entries} == {0, 1}
+    series[0, 0, 0, 1] = 0.0  # all 7 but one voxel: it cannot be normalised, and is named
+    write_nifti(tmp_path / "cine.nii.gz", series, np.eye(4), overwrite=True)
+    with pytest.raises(FaganError, match=r"cine.nii.gz \(volume 1\): the image is constant"):
+        SliceDataset([tmp_path / "cine.nii.gz"], scale=2)
 
 
 def test_reads_paths_and_batches_with_a_dataloader(tmp_path):

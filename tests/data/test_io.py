@@ -157,6 +157,10 @@ def test_nifti_4d_read_whole_keeps_the_time_between_volumes(tmp_path):
     data[0, 0, 0, 2] = 1.0
     nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "odd.nii.gz")
     assert read_volume(tmp_path / "odd.nii.gz", frame=io.ALL_FRAMES).array[..., 1].max() == 7.0
+    nib.save(nib.Nifti1Image(np.stack([np.full((3, 4, 5), t, np.float32) for t in range(3)], -1), np.eye(4)),
+             tmp_path / "dead.nii.gz")  # fmt: skip
+    with pytest.raises(FaganError, match="every one of its 3 volumes is constant"):
+        read_volume(tmp_path / "dead.nii.gz", frame=io.ALL_FRAMES)
     with pytest.raises(FaganError, match="non-negative integer or 'all'"):
         read_volume(tmp_path / "bold.nii.gz", frame="every")
 

@@ -170,7 +170,7 @@ def test_evaluate_figures_of_volumes_with_one_file_name_in_two_folders(setup, ca
         assert {r["volume"] for r in csv.DictReader(f)} == {"p1/t1", "p2/t1"}
 
 
-def test_evaluate_scores_a_4d_file_as_one_volume_of_its_volumes(setup) -> None:
+def test_evaluate_scores_a_4d_file_as_one_volume_of_its_volumes(setup, monkeypatch) -> None:
     """A cine or diffusion series is one row: each of its volumes is degraded and upscaled on its
     own, and the scores pool them (MSE over all voxels, against the series' range)."""
     _, weights, folder = setup
@@ -185,6 +185,11 @@ def test_evaluate_scores_a_4d_file_as_one_volume_of_its_volumes(setup) -> None:
         with open(folder / f"{name}_out" / "per_volume.csv") as f:
             rows[name] = {r["method"]: float(r["psnr"]) for r in csv.DictReader(f)}
     assert set(rows["four"]) == {"bicubic", "fagan"}  # one row per method: the series is one volume
+    drawn = []
+    monkeypatch.setattr("fagan.evaluation.figures.comparison_figure", lambda hr, *a: drawn.append(hr))
+    argv = ["evaluate", "--weights", str(weights[4]), "--data", str(folder / "four"), "--device", "cpu"]
+    assert main([*argv, "--out", str(folder / "four_fig"), "--figures"]) == 0
+    np.testing.assert_allclose(drawn[0], dim[..., 1], rtol=1e-6)  # the middle slice of the middle volume
     ranges = {"v0": np.ptp(bright), "v1": np.ptp(dim)}
     whole = max(bright.max(), dim.max()) - min(bright.min(), dim.min())
     for method in ("bicubic", "fagan"):

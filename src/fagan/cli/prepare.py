@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--check",
         action="store_true",
         help="read every volume first and refuse, naming them all, any that training would stop on "
-        "(damaged, NaN, constant)",
+        "(damaged, NaN, constant) and any that holds labels, not intensities (a segmentation)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing manifest")
     parser.set_defaults(func=run)
@@ -72,12 +72,39 @@ def run(args: argparse.Namespace) -> int:
             "if one person has several, put each person's volumes in a folder of their own (or a "
             "BIDS sub-* folder) and prepare again, so that no person spans two splits"
         )
+    if not args.check:
+        _note_label_names([Path(e.path) for e in manifest.entries], root)
     return 0
+
+
+#: A volume of at most this many distinct integer values is a label map (a segmentation), not an
+#: image: an MR image holds hundreds.
+LABEL_VALUES = 16
+
+#: Parts of file names that segmentations carry (M&Ms' _gt, BIDS' _dseg, ...).
+LABEL_NAMES = ("_gt", "_seg", "seg.", "dseg", "label", "mask")
+
+
+def _note_label_names(paths: list[Path], root: Path) -> None:
+    """Say (one line) when volumes are named like segmentations, which training would take for
+    images; ``--check`` reads them and refuses label maps."""
+    import os
+
+    named = [p for p in paths if any(part in p.name.lower() for part in LABEL_NAMES)]
+    if named:
+        shown = ", ".join(os.path.relpath(p, root) for p in named[:3]) + (", ..." if len(named) > 3 else "")
+        print(
+            f"note: {len(named)} volume(s) are named like segmentations ({shown}); training would take "
+            "them for images - move them out of the folder, or run prepare with --check, which refuses "
+            "label maps"
+        )
 
 
 def _check_volumes(paths: list[Path], root: Path) -> None:
     """Read every volume; one error naming each that cannot be read (at most five shown)."""
     import os
+
+    import numpy as np
 
     from fagan import FaganError
     from fagan.data.io import ALL_FRAMES, read_volume
@@ -85,10 +112,18 @@ def _check_volumes(paths: list[Path], root: Path) -> None:
     bad = []
     for path in paths:
         try:
-            read_volume(path, frame=ALL_FRAMES)  # a 4D file's volumes are trained on one by one
+            array = read_volume(path, frame=ALL_FRAMES).array  # a 4D file's volumes are trained on
         except (FaganError, ValueError, OSError) as exc:
             reason = " ".join(str(exc).split()).removeprefix(f"{path}: ").removeprefix(f"{path} ")
             bad.append(f"{os.path.relpath(path, root)} ({reason})")
+            continue
+        values = np.unique(array[:: max(1, array.shape[0] // 64)])  # a sample of planes suffices
+        big = array.size >= 64 * LABEL_VALUES  # (a handful of voxels cannot hold many values)
+        if big and len(values) <= LABEL_VALUES and np.array_equal(values, np.round(values)):
+            bad.append(
+                f"{os.path.relpath(path, root)} (a label map: {len(values)} integer values, "
+                f"{', '.join(f'{v:g}' for v in values[:5])}{', ...' if len(values) > 5 else ''})"
+            )
     if bad:
         more = f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
         raise FaganError(

@@ -70,7 +70,7 @@ class SliceDataset(Dataset):
     Slices whose foreground fraction (normalised intensity > 0.05) is below ``min_foreground``
     are skipped, as are slices smaller than ``patch_size`` (or than ``scale`` without patches)
     or with a side shorter than ``min_side`` (validation sets it to SSIM's window).
-    ``max_slices_per_volume`` keeps that many evenly spaced slices of each volume.
+    ``max_slices_per_volume`` keeps that many evenly spaced slices of each volume file.
 
     Training (``patch_size`` set, the HR patch side, divisible by ``scale``): intensities are
     clipped to [0, 1]; each item is a random HR patch (up to 10 positions, alternately uniform and
@@ -203,9 +203,13 @@ class SliceDataset(Dataset):
                 v = len(self.volumes)
                 name = str(volume.meta.get("path", f"volume {f}"))
                 frame = volume.meta.get("frame") if read.array.ndim == 4 else None
-                self.names.append(name if frame is None else f"{name} (volume {frame})")
+                name = name if frame is None else f"{name} (volume {frame})"
+                self.names.append(name)
                 self.files.append(f)
-                scaling = fit_scaling(volume.array, p_low, p_high)
+                try:
+                    scaling = fit_scaling(volume.array, p_low, p_high)
+                except FaganError as exc:
+                    raise FaganError(f"{name}: {exc}") from None
                 data = torch.from_numpy(np.ascontiguousarray(volume.array, dtype=np.float32))
                 data = scaling.apply(data)
                 if patch_size is not None:
@@ -219,8 +223,8 @@ class SliceDataset(Dataset):
                 picks = np.linspace(0, len(kept) - 1, max_slices_per_volume).round().astype(int)
                 kept = [kept[i] for i in picks]
             self.entries.extend(kept)
-        if not self.volumes:
-            raise NoSlicesError(f"the {len(volumes)} volume(s) hold nothing but constant volumes")
+        if not self.volumes:  # (files are refused as read; this is 4D volumes given in memory)
+            raise NoSlicesError(f"every volume of the {len(volumes)} 4D volume(s) given is constant")
         if not self.entries:
             planes = [
                 tuple(n for a, n in enumerate(data.shape) if a != axis)

@@ -124,6 +124,10 @@ def read_volume(path: str | os.PathLike, frame: int | str | None = None) -> Volu
     return _finish(path, array, affine, meta, frame)
 
 
+def _constant(array: np.ndarray) -> bool:
+    return float(array.min()) == float(array.max())
+
+
 def each_volume(volume: Volume) -> list[Volume]:
     """The 3D volumes of ``volume``: itself when 3D; for a 4D ``(X, Y, Z, T)`` one, each of its T
     volumes (``meta["frame"]`` its index, ``meta["path"]`` that of the file) except constant ones
@@ -133,7 +137,7 @@ def each_volume(volume: Volume) -> list[Volume]:
     parts = []
     for t in range(volume.array.shape[3]):
         array = np.ascontiguousarray(volume.array[..., t])
-        if float(array.min()) != float(array.max()):
+        if not _constant(array):
             parts.append(Volume(array, volume.affine, {**volume.meta, "frame": t, "shape": array.shape}))
     return parts
 
@@ -270,6 +274,11 @@ def _finish(
         raise FaganError(
             f"{path}: the image is constant ({value:g} everywhere) and holds nothing to "
             "super-resolve; check that the right file (or frame) was given"
+        )
+    if array.ndim == 4 and all(_constant(array[..., t]) for t in range(array.shape[3])):
+        raise FaganError(
+            f"{path}: every one of its {array.shape[3]} volumes is constant and holds nothing to "
+            "super-resolve; check that the right file was given"
         )
     affine = np.asarray(affine, dtype=np.float64)
     if affine.shape != (4, 4) or not np.isfinite(affine).all():

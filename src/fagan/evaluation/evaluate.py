@@ -135,7 +135,8 @@ def evaluate(
 
     With ``figures_dir``, the volumes named in ``figure_volumes`` (default: per anatomy, the
     one with the largest slices) get a comparison figure per scale: HR, bicubic and each method
-    of ``figure_methods`` (default: all) on the middle slice, with a zoomed region and error maps.
+    of ``figure_methods`` (default: all) on the middle slice (of a 4D file's middle volume), with a
+    zoomed region and error maps.
     """
     from fagan.evaluation.figures import comparison_figure
     from fagan.inference.upscale import upscale_volume
@@ -161,6 +162,8 @@ def evaluate(
         # a 4D file's volumes one after another along the slice axis: every slice-wise step and
         # score is then the same as on each volume
         volume = Volume(np.concatenate([v.array for v in parts], axis=axis), parts[0].affine, parts[0].meta)
+        depth = parts[0].array.shape[axis]
+        middle = len(parts) // 2 * depth + depth // 2  # the middle slice (of the middle volume)
         for scale in scales:
             pair = simulate_low_resolution(volume, scale, axis)
             hr = pair.hr.array
@@ -201,11 +204,11 @@ def evaluate(
                         inception_features(fid_network, [(slices_along(sr, axis), data_range)])
                     )
                 if info.name in figure_volumes and (shown is None or method.name in shown):
-                    panels[method.name] = np.take(sr, sr.shape[axis] // 2, axis=axis)
+                    panels[method.name] = np.take(sr, middle, axis=axis)
             if panels:
                 folder = Path(figures_dir)  # type: ignore[arg-type]
                 folder.mkdir(parents=True, exist_ok=True)
-                hr_slice = np.take(hr, hr.shape[axis] // 2, axis=axis)
+                hr_slice = np.take(hr, middle, axis=axis)
                 scores = {
                     r.method: r.psnr
                     for r in result.rows

@@ -71,7 +71,7 @@ class DataConfig:
     offset_range: tuple[float, float] | None = None  # then plus a uniform offset, e.g. [-0.25, 0.05]
     balance: str = "slices"  # "slices": every slice equally often; "volumes": every volume file
     num_workers: int | None = None  # None: 0 on CPU, min(8, CPUs) on CUDA
-    val_slices: int = 32  # cap on full validation slices (evenly spaced over the volumes)
+    val_slices: int = 32  # cap on full validation slices (evenly spaced over the volume files)
 
 
 @dataclass(frozen=True)

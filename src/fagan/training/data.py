@@ -128,7 +128,7 @@ def training_dataset(paths: list[Path], config: DataConfig, scale: int, seed: in
 
 def validation_dataset(paths: list[Path], config: DataConfig, scale: int) -> SliceDataset | None:
     """At most ``config.val_slices`` full slices at least SSIM's window wide, evenly spaced over the
-    volumes; None if none."""
+    volume files; None if none."""
     if not paths or config.val_slices == 0:
         return None
     try:
@@ -162,9 +162,10 @@ class SampleStream(Sampler):
     ranks see disjoint slices, and the remainder is dropped so all ranks have equal epochs.
     The stream depends only on its arguments, so a resumed run continues it exactly.
 
-    With ``groups`` (the volume of each slice) an epoch is instead ``size`` draws, with
-    replacement, in which every volume is equally likely and a volume's slices equally likely
-    among themselves: a 10-slice scan is then seen as often as a 600-slice template.
+    With ``groups`` (a group per slice: the trainer gives the volume file it came from) an epoch
+    is instead ``size`` draws, with replacement, in which every group is equally likely and a
+    group's slices equally likely among themselves: a 10-slice scan is then seen as often as a
+    600-slice template.
     """
 
     def __init__(
