@@ -438,6 +438,20 @@ def test_an_enhanced_multiframe_phase_image_is_named_by_its_complex_component(tm
     assert "ImageType is ORIGINAL\\PRIMARY\\T1\\NONE\\PHASE, a phase image" in capsys.readouterr().err
 
 
+def test_a_segmentation_without_a_label_intent_gets_a_warning(tmp_path, weights_dir, capsys) -> None:
+    labels = np.zeros((32, 32, 4), np.int16)
+    labels[8:24, 8:24], labels[12:20, 12:20] = 1, 2
+    nib.save(nib.Nifti1Image(labels, np.eye(4)), tmp_path / "seg.nii.gz")
+    args = ["upscale", str(tmp_path / "seg.nii.gz"), "-o", str(tmp_path / "sr.nii.gz"), "--scale", "2"]
+    assert main([*args, "--weights", str(weights_dir / "x2.safetensors")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds only 3 integer values (0, 1, 2), like a label map" in err
+    _nifti(tmp_path / "t1.nii.gz", shape=(32, 32, 4))  # an image: hundreds of values
+    args = ["upscale", str(tmp_path / "t1.nii.gz"), "-o", str(tmp_path / "t1_sr.nii.gz"), "--scale", "2"]
+    assert main([*args, "--weights", str(weights_dir / "x2.safetensors")]) == 0
+    assert "label" not in capsys.readouterr().err
+
+
 def test_a_dicom_without_geometry_warns_once_for_a_nifti_output(tmp_path, weights_dir, capsys) -> None:
     """Its position in space is unknown; a NIfTI output keeps its voxel sizes and says nothing
     true of the scanner's coordinates, so the user is told. A .npy output has no geometry at all."""

@@ -77,10 +77,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-#: A volume of at most this many distinct integer values is a label map (a segmentation), not an
-#: image: an MR image holds hundreds.
-LABEL_VALUES = 16
-
 #: Parts of file names that segmentations carry (M&Ms' _gt, BIDS' _dseg, ...).
 LABEL_NAMES = ("_gt", "_seg", "seg.", "dseg", "label", "mask")
 
@@ -104,10 +100,8 @@ def _check_volumes(paths: list[Path], root: Path) -> None:
     """Read every volume; one error naming each that cannot be read (at most five shown)."""
     import os
 
-    import numpy as np
-
     from fagan import FaganError
-    from fagan.data.io import ALL_FRAMES, read_volume
+    from fagan.data.io import ALL_FRAMES, label_values, read_volume
 
     bad = []
     for path in paths:
@@ -117,9 +111,8 @@ def _check_volumes(paths: list[Path], root: Path) -> None:
             reason = " ".join(str(exc).split()).removeprefix(f"{path}: ").removeprefix(f"{path} ")
             bad.append(f"{os.path.relpath(path, root)} ({reason})")
             continue
-        values = np.unique(array[:: max(1, array.shape[0] // 64)])  # a sample of planes suffices
-        big = array.size >= 64 * LABEL_VALUES  # (a handful of voxels cannot hold many values)
-        if big and len(values) <= LABEL_VALUES and np.array_equal(values, np.round(values)):
+        values = label_values(array)
+        if values is not None:
             bad.append(
                 f"{os.path.relpath(path, root)} (a label map: {len(values)} integer values, "
                 f"{', '.join(f'{v:g}' for v in values[:5])}{', ...' if len(values) > 5 else ''})"

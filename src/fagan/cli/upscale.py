@@ -133,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         check_png_range(output, volume.array)
         _warn_geometry(source, volume, args.axis, output)
         _warn_phase(source, volume)
+        _warn_labels(source, volume)
         _note_intent(source, volume)
         if shape is None or dicom and args.frame != ALL_FRAMES:  # not checked before reading
             free = available_memory()
@@ -220,6 +221,24 @@ def _warn_phase(source: object, volume: Volume) -> None:
         f"{advice}, or the phase unwrapped",
         file=sys.stderr,
     )
+
+
+def _warn_labels(source: object, volume: Volume) -> None:
+    """Warn (on stderr, one line) when the input looks like a segmentation without saying so (no
+    label intent, which is refused): a few integer values only."""
+    import sys
+
+    from fagan.data.io import label_values
+
+    values = label_values(volume.array)
+    if values is not None:
+        shown = ", ".join(f"{v:g}" for v in values[:5]) + (", ..." if len(values) > 5 else "")
+        print(
+            f"fagan: warning: {source} holds only {len(values)} integer values ({shown}), like a label "
+            "map; super-resolution blends labels into values between them - resample a segmentation "
+            "with nearest-neighbour interpolation",
+            file=sys.stderr,
+        )
 
 
 def _statistic(meta: dict) -> bool:

@@ -124,6 +124,23 @@ def read_volume(path: str | os.PathLike, frame: int | str | None = None) -> Volu
     return _finish(path, array, affine, meta, frame)
 
 
+#: A volume of at most this many distinct integer values is a label map (a segmentation), not an
+#: image: an MR image holds hundreds.
+LABEL_VALUES = 16
+
+
+def label_values(array: np.ndarray) -> np.ndarray | None:
+    """The values of ``array`` if it looks like a label map (at most :data:`LABEL_VALUES` distinct
+    integers, in a volume large enough to hold many more), else None. A sample of planes along
+    the first axis is looked at, so a large volume costs little."""
+    if array.size < 64 * LABEL_VALUES:
+        return None
+    values = np.unique(array[:: max(1, array.shape[0] // 64)])
+    if len(values) <= LABEL_VALUES and np.array_equal(values, np.round(values)):
+        return values
+    return None
+
+
 def _constant(array: np.ndarray) -> bool:
     return float(array.min()) == float(array.max())
 
