@@ -141,7 +141,8 @@ def label_values(array: np.ndarray) -> np.ndarray | None:
     return None
 
 
-def _constant(array: np.ndarray) -> bool:
+def is_constant(array: np.ndarray) -> bool:
+    """Whether every value of (a non-empty) ``array`` is the same."""
     return float(array.min()) == float(array.max())
 
 
@@ -154,7 +155,7 @@ def each_volume(volume: Volume) -> list[Volume]:
     parts = []
     for t in range(volume.array.shape[3]):
         array = np.ascontiguousarray(volume.array[..., t])
-        if not _constant(array):
+        if not is_constant(array):
             parts.append(Volume(array, volume.affine, {**volume.meta, "frame": t, "shape": array.shape}))
     return parts
 
@@ -286,13 +287,13 @@ def _finish(
         raise FaganError(
             f"{path}: {bad} voxels are NaN or infinite{where}; replace them (e.g. with 0) and save again"
         )
-    if array.size == 0 or float(array.min()) == float(array.max()):
+    if array.size == 0 or is_constant(array):
         value = float(array.flat[0]) if array.size else float("nan")
         raise FaganError(
             f"{path}: the image is constant ({value:g} everywhere) and holds nothing to "
             "super-resolve; check that the right file (or frame) was given"
         )
-    if array.ndim == 4 and all(_constant(array[..., t]) for t in range(array.shape[3])):
+    if array.ndim == 4 and all(is_constant(array[..., t]) for t in range(array.shape[3])):
         raise FaganError(
             f"{path}: every one of its {array.shape[3]} volumes is constant and holds nothing to "
             "super-resolve; check that the right file was given"

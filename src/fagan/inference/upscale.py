@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from fagan import FaganError
-from fagan.data.io import Volume
+from fagan.data.io import Volume, is_constant
 from fagan.data.normalize import IntensityScaling, fit_scaling
 from fagan.inference.consistency import project_onto_input
 from fagan.inference.geometry import in_plane_axes, resampled_affine
@@ -206,7 +206,7 @@ def _fit(
 ) -> IntensityScaling | None:
     """The normalisation of volume ``t`` of ``count`` (``scaling`` if given, else its own fit);
     None for a constant volume of a series."""
-    if count > 1 and float(array.min()) == float(array.max()):
+    if count > 1 and is_constant(array):
         return None
     if scaling is not None:
         return scaling
