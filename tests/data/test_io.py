@@ -165,6 +165,20 @@ def test_nifti_4d_read_whole_keeps_the_time_between_volumes(tmp_path):
         read_volume(tmp_path / "bold.nii.gz", frame="every")
 
 
+def test_an_afni_bucket_is_read_as_its_sub_bricks(tmp_path):
+    """AFNI writes a bucket as (X, Y, Z, 1, N): no time axis, N sub-bricks along the fifth."""
+    data = RNG.random((6, 7, 5, 1, 3)).astype(np.float32)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "stats+tlrc.nii.gz")
+    assert io.claimed_shape(tmp_path / "stats+tlrc.nii.gz", all_frames=True) == (6, 7, 5, 3)
+    np.testing.assert_array_equal(read_volume(tmp_path / "stats+tlrc.nii.gz", frame=io.ALL_FRAMES).array,
+                                  data[:, :, :, 0])  # fmt: skip
+    np.testing.assert_array_equal(read_volume(tmp_path / "stats+tlrc.nii.gz", frame=2).array, data[..., 0, 2])
+    five = RNG.random((6, 7, 5, 2, 3)).astype(np.float32)
+    nib.save(nib.Nifti1Image(five, np.eye(4)), tmp_path / "5d.nii.gz")
+    with pytest.raises(FaganError, match=r"a 5D NIfTI image \(6, 7, 5, 2, 3\) is not supported"):
+        read_volume(tmp_path / "5d.nii.gz", frame=io.ALL_FRAMES)
+
+
 def test_write_nifti_4d_with_the_time_between_volumes(tmp_path):
     data = RNG.random((3, 4, 5, 2)).astype(np.float32)
     io.write_nifti(tmp_path / "o.nii", data, np.eye(4), frame_interval=2500.0, time_unit="msec")

@@ -212,6 +212,8 @@ def claimed_shape(path: str | os.PathLike, all_frames: bool = False) -> tuple[in
             return None
     except Exception:
         return None
+    if len(shape) == 5 and shape[3] == 1:  # an AFNI bucket: its sub-bricks are the volumes
+        shape = (*shape[:3], shape[4])
     frames = shape[3] if all_frames and len(shape) > 3 and shape[3] > 1 else None
     shape = (*shape, 1, 1)[:3] if len(shape) < 3 else shape[:3]
     if min(shape) < 1:
@@ -403,9 +405,13 @@ def _read_nifti(path: Path, frame: int | str | None) -> tuple[np.ndarray, np.nda
             f"{path}: NIfTI intent {intent} ({_NOT_IMAGES[intent]}): its values are not an image's "
             "intensities, and super-resolution would not keep their meaning - upscale the image itself"
         )
-    # Trailing singleton axes (e.g. X, Y, Z, 1, 1) do not count as extra dimensions.
+    # Trailing singleton axes (e.g. X, Y, Z, 1, 1) do not count as extra dimensions, and an AFNI
+    # bucket (X, Y, Z, 1, N: no time axis, N sub-bricks along the fifth) is N volumes.
     while len(shape) > 3 and shape[-1] == 1:
         shape = shape[:-1]
+    volume_axis = 4 if len(shape) == 5 and shape[3] == 1 else 3
+    if volume_axis == 4:
+        shape = (*shape[:3], shape[4])
     if len(shape) > 4:
         raise FaganError(
             f"{path}: a {len(shape)}D NIfTI image {shape} is not supported; save 3D or 4D volumes"
@@ -435,9 +441,10 @@ def _read_nifti(path: Path, frame: int | str | None) -> tuple[np.ndarray, np.nda
         if len(img.shape) <= 3:
             data = img.get_fdata(dtype=np.float32)
         else:  # read only the chosen frame of a 4D file, or all of them
-            extra = (0,) * (len(img.shape) - 4)
             chosen = slice(None) if index is None else index
-            data = np.asarray(img.dataobj[(slice(None),) * 3 + (chosen,) + extra], dtype=np.float32)
+            where = [slice(None)] * 3 + [0] * (len(img.shape) - 3)
+            where[volume_axis] = chosen
+            data = np.asarray(img.dataobj[tuple(where)], dtype=np.float32)
     except Exception as exc:
         raise _corrupt(path, "NIfTI", exc) from exc
     data = data.reshape((shape + (1, 1))[:3] if index is not None else shape)
