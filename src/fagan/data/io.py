@@ -312,7 +312,7 @@ def _finish(
     meta = {
         "path": str(path),
         "shape": tuple(int(n) for n in array.shape),
-        "voxel_size": tuple(float(v) for v in np.linalg.norm(affine[:3, :3], axis=0)),
+        "voxel_size": tuple(float(v) for v in sizes),
         "frame": frame,
         **meta,
     }
