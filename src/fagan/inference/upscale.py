@@ -287,7 +287,11 @@ def upscale_volume(
     magnitude = is_magnitude(volume.array) if clip_negative is None else clip_negative
     frames = volume.array[..., None] if volume.array.ndim == 3 else volume.array
     count = frames.shape[3]
-    fits = [_fit(sign * frames[..., t], scaling, t, count) for t in range(count)]
+
+    def seen(t: int) -> np.ndarray:  # volume t as the network sees it (a view unless MONOCHROME1)
+        return frames[..., t] if sign > 0 else -frames[..., t]
+
+    fits = [_fit(seen(t), scaling, t, count) for t in range(count)]
     n, h, w = np.moveaxis(frames[..., 0], axis, 0).shape
     result = np.empty((count, n, h * scale, w * scale), dtype=np.float32)
     if optimize:
@@ -303,8 +307,7 @@ def upscale_volume(
             result[t] = max(value, 0.0) if magnitude else value
             bar.update(n)
             continue
-        array = frames[..., t] if sign > 0 else -frames[..., t]
-        slices = np.moveaxis(array, axis, 0)  # (n, h, w)
+        slices = np.moveaxis(seen(t), axis, 0)  # (n, h, w)
         for part in _batches(n, batch_size):
             lr = torch.from_numpy(np.ascontiguousarray(slices[part], dtype=np.float32))[:, None].to(device)
             lr = fit.apply(lr)
