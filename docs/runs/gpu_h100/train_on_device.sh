@@ -15,6 +15,11 @@
 # Round 2 (ROUND=2, written after round 1 ran and before any of its scores was read) keeps the same rule,
 # with the shipped x2's validation of 36.89 dB.
 #
+# Round 3 (ROUND=3, 2026-11-28, rule in docs/runs/x4_gpu_jitter/RULE.md) continues the shipped x4 (item 9)
+# three ways with its own recipe (random contrast, intensity jitter) at batch 64. From round 3 on, the
+# CUDA checks run beside the probe, and each probe's `fagan train` is timed from writing its release to
+# its exit (the data-loader workers on CUDA).
+#
 # Run on the device machine with: DEVICE=cuda BUDGET=500 bash docs/runs/gpu_h100/train_on_device.sh
 # (a dry run on a CPU: DEVICE=cpu BUDGET=200 PROBE_STEPS=4 BATCH=4 OUT=/tmp/out bash ...).
 set -u
@@ -59,8 +64,19 @@ if [ "${ROUND:-1}" = 2 ]; then
   NAMES="x2_gpu_continue x4_gpu_continue2 x8_gpu_continue"
   DEVICE_CHECKS=no
 fi
+if [ "${ROUND:-1}" = 3 ]; then
+  jitter="--config configs/fagan_x4_psnr.yaml --set model.init_weights=$W/fagan_x4.safetensors
+    --set data.noise_range=[0.0,0.05] --set data.contrast_prob=0.5 --set data.gain_range=[0.8,1.4]
+    --set data.offset_range=[-0.25,0.05] --set optim.lr=0.00005"
+  ARGS=(
+    [x4_gpu_jitter_s21]="$jitter --set data.patch_size=64 --set seed=21"
+    [x4_gpu_jitter_s22]="$jitter --set data.patch_size=64 --set seed=22"
+    [x4_gpu_jitter_p96]="$jitter --set data.patch_size=96 --set seed=23"
+  )
+  NAMES="x4_gpu_jitter_s21 x4_gpu_jitter_s22 x4_gpu_jitter_p96"
+fi
 
-if [ "$DEVICE" = cuda ] && [ "${DEVICE_CHECKS:-yes}" = yes ]; then
+device_checks() {
   echo "== CUDA against CPU ($(date -u +%T))"
   nvidia-smi -L
   python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
@@ -81,17 +97,29 @@ span = float(b.max() - b.min())
 print("cuda vs cpu: same affine", np.allclose(g.affine, c.affine), "max |diff| / range",
       float(np.abs(a - b).max()) / span, "PSNR", 10 * np.log10(span**2 / max(float(((a - b) ** 2).mean()), 1e-30)))
 EOF2
+}
+checks_pid=""
+if [ "$DEVICE" = cuda ] && [ "${DEVICE_CHECKS:-yes}" = yes ]; then
+  device_checks >"$RUNS/device_checks.log" 2>&1 &
+  checks_pid=$!
 fi
 
 echo "== probe: $PROBE_STEPS steps each, side by side ($(date -u +%T))"
 pids=""
 for n in $NAMES; do
   # shellcheck disable=SC2086
-  python3 -m fagan train ${ARGS[$n]} $common --out "$RUNS/$n" >"$RUNS/$n.probe.log" 2>&1 &
+  (python3 -m fagan train ${ARGS[$n]} $common --out "$RUNS/$n" >"$RUNS/$n.probe.log" 2>&1
+   date +%s.%N >"$RUNS/$n.probe.exited") &
   pids="$pids $!"
 done
 wait $pids
 for n in $NAMES; do echo "-- $n probe: $(tail -c 300 "$RUNS/$n.probe.log" | tr '\r' '\n' | tail -2)"; done
+for n in $NAMES; do  # seconds from the release's write to the process's exit
+  [ -f "$RUNS/$n/release.safetensors" ] && [ -f "$RUNS/$n.probe.exited" ] &&
+    echo "-- $n exited $(python3 -c "import sys; print(f'{float(sys.argv[1]) - float(sys.argv[2]):.2f}')" \
+      "$(cat "$RUNS/$n.probe.exited")" "$(stat -c %.9Y "$RUNS/$n/release.safetensors")") s after writing its release"
+done
+if [ -n "$checks_pid" ]; then wait "$checks_pid"; echo "== CUDA checks"; cat "$RUNS/device_checks.log"; fi
 
 now=$(date +%s)
 echo "== main phase ($(date -u +%T)), $((DEADLINE - now)) s left"
