@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+import fagan.inference.upscale as upscale_module
+from fagan import FaganError
 from fagan.cli import main
 from fagan.data.io import write_nifti
 from fagan.models import build_generator
@@ -195,6 +197,32 @@ def test_evaluate_scores_a_4d_file_as_one_volume_of_its_volumes(setup, monkeypat
     for method in ("bicubic", "fagan"):
         mse = np.mean([r**2 / 10 ** (rows[v][method] / 10) for v, r in ranges.items()])
         assert rows["four"][method] == pytest.approx(10 * np.log10(whole**2 / mse), abs=1e-3)
+
+
+def test_evaluate_names_a_file_whose_volume_cannot_be_normalised_after_downsampling(
+    setup, capsys, monkeypatch
+) -> None:
+    """The advice is evaluate's, not upscale's --frame: the file and the scale are named."""
+    _, weights, folder = setup
+    (folder / "flat").mkdir(exist_ok=True)
+    series = np.stack([phantom((40, 40, 3), 0), phantom((40, 40, 3), 1) * 0.3], axis=-1)
+    nib.save(nib.Nifti1Image(series, np.eye(4)), folder / "flat" / "f.nii.gz")
+    fit = upscale_module.fit_scaling
+
+    def dim_cannot_be_fitted(array):  # the dim volume's LR: as if downsampling had flattened it
+        if float(np.max(array)) < 0.5 * float(series.max()):
+            raise FaganError("the image is constant (0 everywhere below the 99.5 percentile)")
+        return fit(array)
+
+    monkeypatch.setattr(upscale_module, "fit_scaling", dim_cannot_be_fitted)
+    out = folder / "flat_out"
+    argv = ["evaluate", "--weights", str(weights[4]), "--data", str(folder / "flat"), "--device", "cpu"]
+    assert main([*argv, "--out", str(out)]) != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "f.nii.gz: after downsampling x4, volume 1 of 2 cannot be normalised" in err
+    assert "--frame" not in err and "leave that volume out" in err
+    assert not out.exists() or not any(out.iterdir())
 
 
 def test_evaluate_keeps_its_scores_when_a_figure_cannot_be_written(setup, capsys, monkeypatch) -> None:

@@ -250,6 +250,22 @@ def test_dicom_series_to_nifti(tmp_path, weights_dir) -> None:
     np.testing.assert_allclose(img.header.get_qform(), img.header.get_sform(), atol=1e-5)
 
 
+def test_a_series_volume_that_cannot_be_normalised_is_named_with_the_frame_advice(
+    tmp_path, weights_dir, capsys
+) -> None:
+    good = np.random.default_rng(0).random((12, 10, 3)) * 500
+    flat = np.full((12, 10, 3), 5.0)
+    flat[0, 0, 0] = 0.0  # all 5 but one voxel: no percentile fit exists
+    nib.save(nib.Nifti1Image(np.stack([good, flat], -1).astype(np.float32), np.eye(4)), tmp_path / "s.nii")
+    weights = str(weights_dir / "x2.safetensors")
+    argv = ["upscale", str(tmp_path / "s.nii"), "--scale", "2", "--weights", weights]
+    _fails(capsys, [*argv, "-o", str(tmp_path / "x.nii")],
+           "s.nii: volume 1 of 2 cannot be normalised (the image is constant")
+    _fails(capsys, [*argv, "-o", str(tmp_path / "x.nii")], "; upscale the others one by one with --frame N")
+    assert not (tmp_path / "x.nii").exists()
+    assert main([*argv, "-o", str(tmp_path / "v0.nii"), "--frame", "0"]) == 0
+
+
 def test_a_4d_nifti_comes_back_4d_and_one_volume_can_be_picked(tmp_path, weights_dir, capsys) -> None:
     rng = np.random.default_rng(3)
     base = rng.random((12, 10, 3))

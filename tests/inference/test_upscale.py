@@ -109,9 +109,10 @@ def test_a_constant_volume_of_a_series_comes_back_constant_and_one_that_cannot_b
     array[0, 0, 0, 1] = 0.0  # all 5 but one voxel: no percentile fit exists
     calls = []
     monkeypatch.setattr(upscale_module, "upscale_batch", lambda *a, **k: calls.append(a))
-    refused = r"volume 1 of 2 cannot be normalised \(the image is constant.*--frame N"
-    with pytest.raises(FaganError, match=refused):
+    refused = r"^volume 1 of 2 cannot be normalised \(the image is constant.*input file\)$"  # no CLI advice
+    with pytest.raises(upscale_module.UnfittableVolume, match=refused) as caught:
         upscale_volume(Volume(array, np.eye(4), {}), tiny_generator(2))
+    assert (caught.value.index, caught.value.count) == (1, 2) and isinstance(caught.value, FaganError)
     assert calls == []  # refused before any slice went through the network
 
 

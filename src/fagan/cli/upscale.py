@@ -97,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         remove_leftovers,
         save_result,
     )
+    from fagan.inference.upscale import UnfittableVolume
     from fagan.models.release import load_release, shipped_weights, trained_degradation
 
     if args.batch_size < 1:
@@ -159,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
             clip_negative=clip_negative,
         )
         save_result(output, result, overwrite=args.overwrite)
+    except UnfittableVolume as exc:
+        raise FaganError(f"{source}: {exc}; upscale the others one by one with --frame N") from None
     except MemoryError:
         raise FaganError(
             f"ran out of memory upscaling {source}; lower --batch-size or --tile, or crop the volume"

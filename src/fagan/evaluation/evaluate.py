@@ -139,7 +139,7 @@ def evaluate(
     zoomed region and error maps.
     """
     from fagan.evaluation.figures import comparison_figure
-    from fagan.inference.upscale import upscale_volume
+    from fagan.inference.upscale import UnfittableVolume, upscale_volume
     from fagan.metrics.fid import fid_from_features, inception_features
 
     result = Evaluation()
@@ -182,14 +182,20 @@ def evaluate(
                     lr = pair.lr
                     if len(parts) > 1:  # as 4D again, so that each volume is normalised on its own
                         lr = Volume(np.stack(np.split(lr.array, len(parts), axis), -1), lr.affine, lr.meta)
-                    sr = upscale_volume(
-                        lr,
-                        method.generator,
-                        axis=axis,
-                        device=device,
-                        self_ensemble=self_ensemble,
-                        consistency=consistency,
-                    ).array
+                    try:
+                        sr = upscale_volume(
+                            lr,
+                            method.generator,
+                            axis=axis,
+                            device=device,
+                            self_ensemble=self_ensemble,
+                            consistency=consistency,
+                        ).array
+                    except UnfittableVolume as exc:
+                        raise FaganError(
+                            f"{info.path}: after downsampling x{scale}, {exc}; leave that volume out "
+                            "of the file, or the file out of the test set"
+                        ) from None
                     if len(parts) > 1:
                         sr = np.concatenate([sr[..., t] for t in range(len(parts))], axis=axis)
                 seconds = time.perf_counter() - start

@@ -201,9 +201,16 @@ def _batches(n: int, size: int) -> Iterator[slice]:
         yield slice(start, min(start + size, n))
 
 
-def _fit(
-    array: np.ndarray, scaling: IntensityScaling | None, t: int, count: int
-) -> IntensityScaling | None:
+class UnfittableVolume(FaganError):
+    """One volume of a series has no intensity normalisation (it is constant but for a few
+    voxels); ``index`` and ``count`` name it. Callers add what their user can do about it."""
+
+    def __init__(self, index: int, count: int, reason: str) -> None:
+        super().__init__(f"volume {index} of {count} cannot be normalised ({reason})")
+        self.index, self.count = index, count
+
+
+def _fit(array: np.ndarray, scaling: IntensityScaling | None, t: int, count: int) -> IntensityScaling | None:
     """The normalisation of volume ``t`` of ``count`` (``scaling`` if given, else its own fit);
     None for a constant volume of a series."""
     if count > 1 and is_constant(array):
@@ -215,10 +222,7 @@ def _fit(
     except FaganError as exc:
         if count == 1:
             raise
-        raise FaganError(
-            f"volume {t} of {count} cannot be normalised ({exc}); upscale the others one by one "
-            "with --frame N"
-        ) from None
+        raise UnfittableVolume(t, count, str(exc)) from None
 
 
 def upscale_volume(
