@@ -132,3 +132,26 @@ def test_prepare_check_refuses_segmentations_and_names_them_without_it(data_dir,
     assert main(["prepare", str(data_dir), "--out", str(out)]) == 0
     note = capsys.readouterr().out.splitlines()[-1]
     assert note.startswith("note: 1 volume(s) are named like segmentations (subj0/subj0_sa_gt.nii.gz)")
+
+
+def test_prepare_writes_only_a_json_manifest_and_never_over_a_volume(data_dir, tmp_path, capsys):
+    scan = data_dir / "subj0" / "t1.nii.gz"
+    before = scan.read_bytes()
+    for out in (scan, tmp_path / "manifest.nii.gz", tmp_path / "manifest.txt"):
+        assert main(["prepare", str(data_dir), "--out", str(out), "--overwrite"]) == 2
+        error = capsys.readouterr().err
+        assert "a manifest is a .json file" in error and error.count("\n") == 1
+    assert scan.read_bytes() == before
+    assert not (tmp_path / "manifest.nii.gz").exists() and not (tmp_path / "manifest.txt").exists()
+
+
+def test_prepare_keeps_a_flat_bids_folder_by_subject_and_says_when_a_split_is_empty(tmp_path, capsys):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for name in ("sub-01_T1w", "sub-01_T2w", "sub-02_T1w"):
+        write_nifti(flat / f"{name}.nii.gz", np.arange(8.0).reshape(2, 2, 2), np.eye(4))
+    assert main(["prepare", str(flat), "--out", str(tmp_path / "m.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "3 volumes from 2 subjects" in printed and "lie directly in" not in printed
+    assert {e.subject for e in Manifest.load(tmp_path / "m.json").entries} == {"sub-01", "sub-02"}
+    assert "note: 2 subjects cannot fill every split: test is empty; fagan evaluate needs a test" in printed

@@ -79,6 +79,31 @@ def test_subject_rule(tree):
     assert subject_of(tree / "derivatives/sub-02/t1.nii", tree) == "sub-02"
     assert subject_of(tree / "patientB/series1", tree) == "patientB"
     assert subject_of(tree / "loose_volume.nii.gz", tree) == "loose_volume"
+    # BIDS file names outside a sub-* folder: the subject is the name's sub-<label>, not the file
+    assert subject_of(tree / "sub-03_T1w.nii.gz", tree) == "sub-03"
+    assert subject_of(tree / "sub-03_ses-2_T2w.nii.gz", tree) == "sub-03"
+    assert subject_of(tree / "anat/sub-04_run-1_T1w.nii.gz", tree) == "sub-04"
+    assert subject_of(tree / "sub-05_ses-1/t1.nii", tree) == "sub-05"
+
+
+def test_a_flat_bids_folder_keeps_each_subject_in_one_split(tmp_path):
+    for sub in range(1, 7):
+        for suffix in ("T1w", "T2w", "run-2_T1w"):
+            _touch_nifti(tmp_path / "anat" / f"sub-{sub:02d}_{suffix}.nii.gz")
+    manifest = make_manifest(tmp_path, ratios=(0.5, 0.25, 0.25), seed=1)
+    split_of: dict[str, set[str]] = {}
+    for entry in manifest.entries:
+        split_of.setdefault(entry.subject, set()).add(entry.split)
+    assert sorted(split_of) == [f"sub-{sub:02d}" for sub in range(1, 7)]
+    assert all(len(splits) == 1 for splits in split_of.values())
+
+
+def test_scan_names_a_damaged_file_in_a_series_folder(tmp_path):
+    _series(tmp_path / "p1" / "series1", 4)
+    stub = tmp_path / "p1" / "series1" / "IM0002"
+    stub.write_bytes(stub.read_bytes()[:200])  # cut inside its header: no SeriesInstanceUID left
+    with pytest.raises(FaganError, match=r"IM0002 beside a series of 3 files has no SeriesInstanceUID"):
+        scan_volumes(tmp_path)
 
 
 def test_scan_refuses_a_folder_mixing_a_series_with_other_dicom(tmp_path):

@@ -12,8 +12,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="scan a folder of volumes and write a train/val/test manifest split by subject",
         description=(
             "Scan DIR recursively for volumes (NIfTI, DICOM files and series folders, fastMRI "
-            "HDF5, .npy, PNG), group them by subject (BIDS sub-* folder, else the first folder "
-            "under DIR, else the file itself) and assign whole subjects to train/val/test."
+            "HDF5, .npy, PNG), group them by subject (the BIDS sub-<label> of a folder or file name, "
+            "else the first folder under DIR, else the file itself) and assign whole subjects to "
+            "train/val/test."
         ),
     )
     parser.add_argument("dir", metavar="DIR", help="folder holding the volumes")
@@ -44,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fagan import FaganError
-    from fagan.data.manifest import SPLITS, check_ratios, make_manifest
+    from fagan.data.manifest import BIDS_SUBJECT, SPLITS, check_ratios, make_manifest
 
     root = Path(args.dir)
     if not root.exists():
@@ -52,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     if not root.is_dir():
         raise FaganError(f"{root}: not a folder; give the folder that holds the volumes")
     out = Path(args.out)
+    if out.suffix.lower() != ".json":  # train, evaluate and experiment know a manifest by its suffix
+        raise FaganError(f"{out}: a manifest is a .json file; name it like {out.with_suffix('.json').name}")
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
     manifest = make_manifest(root, check_ratios(args.ratios), args.seed, args.anatomy)
@@ -64,8 +67,22 @@ def run(args: argparse.Namespace) -> int:
         n = len(manifest.subjects(split))
         parts.append(f"{split} {counts[split]} ({n} subject{'' if n == 1 else 's'})")
     n_subjects = len({e.subject for e in manifest.entries})
-    print(f"wrote {out}: {len(manifest.entries)} volumes from {n_subjects} subjects; " + ", ".join(parts))
-    loose = [e for e in manifest.entries if Path(e.path).resolve().parent == root.resolve()]
+    subjects = f"{n_subjects} subject{'' if n_subjects == 1 else 's'}"
+    print(f"wrote {out}: {len(manifest.entries)} volumes from {subjects}; " + ", ".join(parts))
+    empty = [
+        split for split, ratio in zip(SPLITS, args.ratios, strict=True) if ratio > 0 and not counts[split]
+    ]
+    if empty:
+        print(
+            f"note: {subjects} cannot fill every split: "
+            f"{' and '.join(empty)} {'is' if len(empty) == 1 else 'are'} empty"
+            + ("; fagan evaluate needs a test split" if "test" in empty else "")
+        )
+    loose = [
+        e
+        for e in manifest.entries
+        if Path(e.path).resolve().parent == root.resolve() and not BIDS_SUBJECT.match(e.subject)
+    ]
     if len(loose) > 1:
         print(
             f"note: {len(loose)} volumes lie directly in {root}, so each is a subject of its own; "

@@ -13,8 +13,9 @@ together with its manifest) and are absolute in memory after :meth:`Manifest.loa
 
 Subject rule used by :func:`make_manifest`, for a volume at ``root/<relative path>``:
 
-1. the first path component named ``sub-*`` (BIDS), e.g. ``root/sub-07/ses-2/anat/t1.nii.gz``
-   belongs to ``sub-07``;
+1. the BIDS subject label of the first path component, folder or file name, that starts with
+   ``sub-<label>``, e.g. ``root/sub-07/ses-2/anat/t1.nii.gz`` and ``root/anat/sub-07_T1w.nii.gz``
+   belong to ``sub-07``;
 2. otherwise the first folder under ``root``, e.g. ``root/patient12/t2.nii.gz`` and
    ``root/patient12/series3/`` (a DICOM series) belong to ``patient12``;
 3. otherwise (the volume lies directly in ``root``) the volume itself, named without its
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 #: An anatomy names the tables (and their files) of its volumes.
 _ANATOMY = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _-]*")
+#: A BIDS subject entity at the start of a folder or file name: ``sub-07`` of ``sub-07_T1w.nii.gz``.
+BIDS_SUBJECT = re.compile(r"sub-[A-Za-z0-9]+")
 FORMAT = "fagan-manifest"
 VERSION = 1
 
@@ -244,6 +247,12 @@ def scan_volumes(root: str | os.PathLike) -> list[Path]:
                     continue
                 series.setdefault(uid, []).append(path)
         multi = [files for files in series.values() if len(files) > 1]
+        stray = [files[0].name for uid, files in series.items() if uid.startswith("file:")]
+        if multi and stray:  # a file cut short keeps its marker but loses its series' tags
+            raise FaganError(
+                f"{here}: {', '.join(stray)} beside a series of {len(multi[0])} files has no "
+                "SeriesInstanceUID - a damaged or truncated file? repair it or move it out of the folder"
+            )
         if multi and len(series) > 1:
             raise FaganError(
                 f"{here}: the folder mixes {len(series)} DICOM series; move each series into its own folder"
@@ -262,8 +271,9 @@ def subject_of(path: str | os.PathLike, root: str | os.PathLike) -> str:
     if not parts:
         return Path(root).resolve().name
     for part in parts:
-        if part.startswith("sub-"):
-            return part
+        label = BIDS_SUBJECT.match(part)
+        if label:
+            return label.group(0)
     if len(parts) > 1:
         return parts[0]
     name = parts[0]
@@ -353,6 +363,7 @@ def resolve_volumes(source: str | os.PathLike, split: str) -> list[Path]:
 
 
 __all__ = [
+    "BIDS_SUBJECT",
     "SPLITS",
     "Manifest",
     "ManifestEntry",
