@@ -263,3 +263,34 @@ def test_average_writes_the_mean_of_two_releases(tmp_path, capsys):
     assert "at least two" in _error_line(capsys)
     assert main(["train", "--average", str(a), str(b), "--config", "x.yaml", "--out", str(out)]) == 2
     assert "--average takes only" in _error_line(capsys)
+
+
+@pytest.mark.parametrize("how", ["set", "config"])
+def test_a_relative_manifest_is_stored_absolute_so_a_run_resumes_from_anywhere(
+    tiny_yaml, tmp_path, monkeypatch, how
+):
+    import nibabel as nib
+    import numpy as np
+    import yaml
+
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        (tmp_path / "data" / f"p{k}").mkdir(parents=True)
+        volume = nib.Nifti1Image(rng.random((40, 40, 3), np.float32), np.eye(4))
+        nib.save(volume, tmp_path / "data" / f"p{k}" / "t1.nii")
+    monkeypatch.chdir(tmp_path)
+    assert main(["prepare", "data", "--out", "m.json", "--ratios", "1", "1", "1"]) == 0
+    argv = ["train", "--out", "run", "--device", "cpu"]
+    if how == "set":
+        argv += ["--config", str(tiny_yaml), "--set", "data.manifest=m.json"]
+    else:
+        config = yaml.safe_load(tiny_yaml.read_text())
+        config["data"]["manifest"] = "m.json"
+        Path("rel.yaml").write_text(yaml.safe_dump(config))
+        argv += ["--config", "rel.yaml"]
+    assert main(argv) == 0
+    stored = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["data"]["manifest"]
+    assert stored == str(tmp_path / "m.json")
+    monkeypatch.chdir(tmp_path / "run")  # another folder, where m.json would not be found
+    assert main(["train", "--resume", ".", "--device", "cpu", "--set", "schedule.steps=3"]) == 0
+    assert [r["step"] for r in read_jsonl(tmp_path / "run" / "losses.jsonl")][-1] == 3

@@ -107,6 +107,7 @@ def setup_logging() -> Callable[[], None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
     import os
     import time
     from pathlib import Path
@@ -138,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
 
     from fagan.training.config import load_config
 
-    overrides = list(args.overrides)
+    # a relative manifest is taken from here, and stored absolute so that --resume works from anywhere
+    overrides = [_absolute_manifest(o) for o in args.overrides]
     if args.data:
         overrides.append(f"data.manifest={Path(args.data).resolve()}")
     if args.resume:
@@ -159,6 +161,9 @@ def run(args: argparse.Namespace) -> int:
         if not args.config:
             raise FaganError("give --config FILE (e.g. configs/fagan_x4.yaml), or --resume RUN_DIR")
         config = load_config(args.config, overrides)
+        if config.data.manifest is not None and not Path(config.data.manifest).is_absolute():
+            data = dataclasses.replace(config.data, manifest=str(Path(config.data.manifest).resolve()))
+            config = dataclasses.replace(config, data=data)  # a config file's relative manifest
         if args.out:
             run_dir = Path(args.out)
         elif int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -183,3 +188,13 @@ def run(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"wrote {release}")
     return 0
+
+
+def _absolute_manifest(assignment: str) -> str:
+    """``data.manifest=PATH`` with PATH made absolute; any other ``--set`` as it is."""
+    key, sep, value = assignment.partition("=")
+    if key.strip() != "data.manifest" or not sep or value.strip() in ("", "null", "~"):
+        return assignment
+    from pathlib import Path
+
+    return f"{key}={Path(value.strip()).resolve()}"
