@@ -294,3 +294,42 @@ def test_a_relative_manifest_is_stored_absolute_so_a_run_resumes_from_anywhere(
     monkeypatch.chdir(tmp_path / "run")  # another folder, where m.json would not be found
     assert main(["train", "--resume", ".", "--device", "cpu", "--set", "schedule.steps=3"]) == 0
     assert [r["step"] for r in read_jsonl(tmp_path / "run" / "losses.jsonl")][-1] == 3
+
+
+def test_weights_know_their_training_volumes_and_evaluate_warns_on_them(
+    tiny_yaml, tmp_path, monkeypatch, capsys
+):
+    import nibabel as nib
+    import numpy as np
+
+    from fagan.data.fingerprint import fingerprint
+    from fagan.data.manifest import Manifest
+    from fagan.models.release import read_metadata, trained_fingerprints
+
+    rng = np.random.default_rng(1)
+    for k in range(3):
+        (tmp_path / "data" / f"p{k}").mkdir(parents=True)
+        volume = nib.Nifti1Image(rng.random((40, 40, 3), np.float32), np.eye(4))
+        nib.save(volume, tmp_path / "data" / f"p{k}" / "t1.nii")
+    monkeypatch.chdir(tmp_path)
+    assert main(["prepare", "data", "--out", "m.json", "--ratios", "1", "1", "1"]) == 0
+    train = [e.path for e in Manifest.load("m.json").entries if e.split == "train"]
+    argv = ["train", "--config", str(tiny_yaml), "--data", "m.json", "--out", "run", "--device", "cpu"]
+    assert main(argv) == 0
+    assert trained_fingerprints(read_metadata("run/release.safetensors")) == {fingerprint(p) for p in train}
+    assert main(["train", "--export", "run", "--out", "exported.safetensors"]) == 0
+    assert trained_fingerprints(read_metadata("exported.safetensors")) == {fingerprint(p) for p in train}
+    capsys.readouterr()
+    argv = ["evaluate", "--weights", "exported.safetensors", "--data", "m.json", "--device", "cpu"]
+    assert main([*argv, "--split", "train", "--out", "on_train"]) == 0
+    err = capsys.readouterr().err
+    assert "exported.safetensors was trained on 1 of these 1 volumes (t1); their scores are not held" in err
+    assert main([*argv, "--split", "test", "--out", "on_test"]) == 0
+    assert "trained on" not in capsys.readouterr().err
+    # a renamed copy is still recognised; an average is marked with every input's volumes
+    shutil.copy(train[0], tmp_path / "copy.nii")
+    assert fingerprint(tmp_path / "copy.nii") == fingerprint(train[0])
+    shutil.copy("exported.safetensors", "other.safetensors")
+    argv = ["train", "--average", "exported.safetensors", "other.safetensors", "--out", "avg.safetensors"]
+    assert main(argv) == 0
+    assert trained_fingerprints(read_metadata("avg.safetensors")) == {fingerprint(p) for p in train}

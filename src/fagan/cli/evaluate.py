@@ -102,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         Method(name, scale, generator)
         for name, scale, (generator, _) in zip(names, scales, loaded, strict=True)
     ]
+    _warn_trained_on(files, [meta for _, meta in loaded], volumes)
     print(f"evaluating {len(result_methods)} model(s) and bicubic on {len(volumes)} volume(s)")
     on_off = {True: "on", False: "off"}
     print(
@@ -135,6 +136,28 @@ def run(args: argparse.Namespace) -> int:
 
 
 #: What ``fagan evaluate`` writes into ``--out``: the files it may replace with ``--overwrite``.
+def _warn_trained_on(files: list, metas: list[dict[str, str]], volumes: list) -> None:
+    """Say which weights were trained on which of the volumes they are to be scored on."""
+    import sys
+
+    from fagan.data.fingerprint import fingerprint
+    from fagan.models.release import trained_fingerprints
+
+    marks = [trained_fingerprints(meta) for meta in metas]
+    if not any(marks):
+        return
+    prints = {v.name: fingerprint(v.path) for v in volumes}
+    for file, mark in zip(files, marks, strict=True):
+        seen = [name for name, p in prints.items() if p in mark]
+        if seen:
+            shown = ", ".join(seen[:3]) + (f" and {len(seen) - 3} more" if len(seen) > 3 else "")
+            print(
+                f"fagan: warning: {file} was trained on {len(seen)} of these {len(volumes)} volumes "
+                f"({shown}); their scores are not held out",
+                file=sys.stderr,
+            )
+
+
 WRITES = ("per_volume.csv", "tables.md", "table*_*.csv", "foreground_*.csv", "fid.csv", "figures")
 
 

@@ -174,6 +174,7 @@ def average_releases(
     first, meta = load_release(paths[0])
     total = {k: v.clone() for k, v in first.state_dict().items()}
     sources, configs = [_provenance(paths[0], meta)], [_train_configs(meta)]
+    trained_on = set(trained_fingerprints(meta))
     for path in paths[1:]:
         generator, other = load_release(path)
         for key in ("model", "scale", "config"):
@@ -188,6 +189,7 @@ def average_releases(
             )
         sources.append(_provenance(path, other))
         configs.append(_train_configs(other))
+        trained_on |= trained_fingerprints(other)
         for key, value in generator.state_dict().items():
             if value.is_floating_point():
                 total[key] += value
@@ -197,8 +199,16 @@ def average_releases(
         "data": meta.get("data", ""),
         "train_config": meta.get("train_config", "{}"),
         "averaged_train_configs": configs,
+        "trained_on": sorted(trained_on),  # every input's training volumes
     }
     return save_release(out, first, meta["model"], metadata=metadata)
+
+
+def trained_fingerprints(meta: dict[str, str]) -> frozenset[str]:
+    """The fingerprints (:mod:`fagan.data.fingerprint`) of the volumes a release was trained on;
+    empty for files made before releases recorded them (the shipped ones among them)."""
+    value = _json_field(meta, "trained_on", [])
+    return frozenset(v for v in value if isinstance(v, str)) if isinstance(value, list) else frozenset()
 
 
 def _json_field(meta: dict[str, str], key: str, default: Any) -> Any:

@@ -15,6 +15,7 @@ from fagan import FaganError
 from fagan.atomic import atomic_path
 from fagan.data import SliceDataset, SlicePair, Volume
 from fagan.data.datasets import NoSlicesError
+from fagan.data.fingerprint import fingerprint
 from fagan.data.manifest import Manifest, scan_volumes
 from fagan.data.sample import FILES, sample_volumes
 from fagan.metrics.image import SSIM_WINDOW
@@ -64,7 +65,13 @@ def data_record(train: Sequence[Path], val: Sequence[Path], source: str) -> dict
     def names(paths: Sequence[Path]) -> list[str]:
         return sorted(os.path.relpath(Path(p).resolve(), base) for p in paths)
 
-    return {"source": source, "train": names(train), "val": names(val)}
+    return {
+        "source": source,
+        "train": names(train),
+        "val": names(val),
+        # what a release of the run is marked as trained on (fagan evaluate warns on a match)
+        "train_fingerprints": sorted({fingerprint(p) for p in train}),
+    }
 
 
 def check_same_data(run_dir: Path, record: dict[str, object], hint: str = "") -> None:

@@ -52,6 +52,7 @@ from fagan.models.release import RUN_RELEASE, load_release, save_release
 from fagan.training import checkpoint, logs
 from fagan.training.config import TrainConfig, load_config, save_config
 from fagan.training.data import (
+    DATA_RECORD,
     SampleStream,
     check_same_data,
     data_record,
@@ -660,6 +661,7 @@ def _train(
             "data": source,
             "train_config": config.to_dict(),
             "ema": nets.ema is not None,
+            "trained_on": record["train_fingerprints"],
         }
         save_release(release, nets.inference, config.model.name, metadata=metadata)
         logs.plot_loss_curves(run_dir)
@@ -707,6 +709,12 @@ def export_release(
         "ema": use_ema,
         "checkpoint": path.name,
     }
+    record = run_dir / DATA_RECORD
+    if record.is_file():  # absent in runs older than the record, or when it is unreadable
+        with contextlib.suppress(ValueError, UnicodeDecodeError):
+            trained_on = json.loads(record.read_text(encoding="utf-8")).get("train_fingerprints")
+            if trained_on is not None:
+                metadata["trained_on"] = trained_on
     return save_release(out, generator, config.model.name, metadata=metadata)
 
 
