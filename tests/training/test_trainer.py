@@ -309,6 +309,15 @@ def test_validation_skips_cuts_too_thin_for_ssim():
     assert {e.axis for e in val.entries if e.volume == 1} == {2}
 
 
+@pytest.mark.parametrize(("files", "cap"), [(5, 2), (3, 32), (3, 4), (1, 4)])
+def test_val_slices_caps_the_validation_slices_however_many_files(files, cap):
+    rng = np.random.default_rng(0)
+    volumes = [Volume(rng.random((24, 24, 12), dtype=np.float32), np.eye(4), {}) for _ in range(files)]
+    val = validation_dataset(volumes, tiny_config(f"data.val_slices={cap}").data, 4)
+    assert 0 < len(val) <= cap
+    assert len({e.volume for e in val.entries}) == min(files, cap)  # spread over the files
+
+
 def test_a_val_split_too_small_for_validation_is_named_in_the_error(tmp_path):
     small = tmp_path / "small.nii.gz"
     nib.save(nib.Nifti1Image(np.random.default_rng(0).random((6, 6, 4), dtype=np.float32), np.eye(4)), small)

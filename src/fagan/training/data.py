@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -138,6 +137,9 @@ def validation_dataset(paths: list[Path], config: DataConfig, scale: int) -> Sli
     volume files; None if none."""
     if not paths or config.val_slices == 0:
         return None
+    if len(paths) > config.val_slices:  # one slice from each of val_slices files, evenly spaced
+        last, k = len(paths) - 1, config.val_slices
+        paths = [paths[round(i * last / max(k - 1, 1))] for i in range(k)]
     try:
         return SliceDataset(
             paths,
@@ -145,7 +147,7 @@ def validation_dataset(paths: list[Path], config: DataConfig, scale: int) -> Sli
             axes=config.axes,
             degradation=config.degradation,
             min_foreground=config.min_foreground,
-            max_slices_per_volume=math.ceil(config.val_slices / len(paths)),
+            max_slices_per_volume=config.val_slices // len(paths),
             min_side=SSIM_WINDOW,  # validation scores SSIM: thin cuts of a 10-slice volume cannot be scored
         )
     except NoSlicesError:
