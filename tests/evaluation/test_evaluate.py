@@ -12,8 +12,10 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from fagan.data.io import read_volume
 from fagan.evaluation import foreground_mask, score_volume
 from fagan.evaluation.evaluate import (
+    Evaluation,
     EvalVolume,
     Method,
+    Row,
     evaluate,
     evaluation_volumes,
     largest_per_anatomy,
@@ -152,3 +154,16 @@ def test_the_embedded_test_split_is_the_default() -> None:
     volumes = evaluation_volumes()
     assert len(volumes) == 5 and {v.anatomy for v in volumes} == {"brain", "abdomen", "shoulder"}
     assert isinstance(volumes[0], EvalVolume)
+
+
+def test_a_table_names_the_volumes_its_means_leave_out() -> None:
+    rows = [
+        Row("bicubic", 2, "head", "brain", 30.0, 0.90, 31.0, 0.91, 0.1),
+        Row("bicubic", 2, "edge", "brain", 20.0, 0.80, 21.0, math.nan, 0.1),  # no foreground to score
+    ]
+    (table,) = psnr_ssim_tables(Evaluation(rows=rows), foreground=True)
+    assert "2 volumes" in table.title and "without a finite score, left out: edge (x2 SSIM)" in table.title
+    psnr, ssim = table.rows[0][1:]
+    assert (psnr.n, psnr.mean, ssim.n, ssim.mean) == (2, 26.0, 1, 0.91)
+    (whole,) = psnr_ssim_tables(Evaluation(rows=rows))
+    assert "left out" not in whole.title

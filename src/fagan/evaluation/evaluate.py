@@ -311,6 +311,7 @@ def psnr_ssim_tables(ev: Evaluation, number_from: int = 1, foreground: bool = Fa
         for scale in ev.scales():
             columns += [f"x{scale} PSNR (dB)", f"x{scale} SSIM"]
         rows = []
+        unscored: dict[str, None] = {}  # volumes with no finite score in some cell
         for method in ev.methods():
             row: list = [method]
             for scale in ev.scales():
@@ -318,14 +319,20 @@ def psnr_ssim_tables(ev: Evaluation, number_from: int = 1, foreground: bool = Fa
                     values = ev.values(method, scale, metric + suffix, anatomy)
                     ok = [v for v in values if math.isfinite(v)]
                     row.append(summarise(ok) if ok else "")
+                    for r in ev.rows:
+                        if (r.method, r.scale) == (method, scale) and anatomy in (None, r.anatomy):
+                            if not math.isfinite(getattr(r, metric + suffix)):
+                                unscored.setdefault(f"{r.volume} (x{scale} {metric.upper()})")
             rows.append(tuple(row))
         n = len({r.volume for r in ev.rows if anatomy is None or r.anatomy == anatomy})
+        # e.g. a foreground mask with nothing outside SSIM's border: the cell's mean is of the rest
+        missing = f"; without a finite score, left out: {', '.join(unscored)}" if unscored else ""
         group_key = (anatomy or "all").replace(" ", "_")
         name = f"foreground_{group_key}" if foreground else f"table{number_from + k}_{group_key}"
         tables.append(
             Table(
                 name,
-                f"PSNR / SSIM{what}, {group} ({n} volume{'s' * (n != 1)}; mean ± std over volumes)",
+                f"PSNR / SSIM{what}, {group} ({n} volume{'s' * (n != 1)}; mean ± std over volumes{missing})",
                 tuple(columns),
                 tuple(rows),
             )
