@@ -303,3 +303,20 @@ def test_evaluate_makes_a_table_per_anatomy_the_manifest_names(setup, tmp_path) 
         }
     tables = (out / "tables.md").read_text()
     assert "knee (1 volume" in tables and "brain (1 volume" in tables
+
+
+def test_evaluate_names_a_volume_too_small_for_a_scale_before_any_work(setup, capsys, monkeypatch) -> None:
+    _, weights, folder = setup
+    (folder / "small").mkdir(exist_ok=True)
+    nib.save(nib.Nifti1Image(phantom((40, 40, 3), 0), np.eye(4)), folder / "small" / "a_big.nii.gz")
+    tiny = phantom((40, 40, 3), 1)[:10, :10]
+    nib.save(nib.Nifti1Image(tiny, np.eye(4)), folder / "small" / "b_tiny.nii.gz")
+    scored = []
+    monkeypatch.setattr(upscale_module, "upscale_batch", lambda *a, **k: scored.append(a))
+    out = folder / "small_out"
+    argv = ["evaluate", "--weights", str(weights[4]), "--data", str(folder / "small"), "--device", "cpu"]
+    assert main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "b_tiny.nii.gz: its 10x10 slices along axis 2 are too small to score at x4" in err
+    assert scored == [] and not out.exists()  # refused before the first volume was upscaled

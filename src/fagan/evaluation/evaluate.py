@@ -156,6 +156,8 @@ def evaluate(
         figure_volumes = largest_per_anatomy([(v.name, v.anatomy, _shape(v.path)) for v in volumes], axis)
     shown = None if figure_methods is None else {BICUBIC, *figure_methods}
     scales = sorted(by_scale)
+    for info in volumes:  # before any work: a volume too small for a scale is named with it
+        _check_size(info.path, scales, axis)
     features: dict[tuple[str, int], list[np.ndarray]] = defaultdict(list)  # (method or HR, scale)
     for info in volumes:  # one volume in memory at a time, read once for every scale
         parts = each_volume(read_volume(info.path, frame=ALL_FRAMES))
@@ -271,6 +273,25 @@ def method_names(files: Sequence[Path], models: Sequence[str], scales: Sequence[
             if depth[i] > len(parts(i)):
                 raise FaganError(f"--weights names {files[i]} twice; give each weights file once")
             depth[i] += 1
+
+
+def _check_size(path: Path, scales: Sequence[int], axis: int) -> None:
+    """Refuse, naming ``path`` and the scale, a volume whose slices along ``axis``, cropped to a
+    multiple of the scale, are smaller than SSIM's window (or than one LR pixel)."""
+    from fagan.data.io import claimed_shape
+    from fagan.metrics.image import SSIM_WINDOW
+
+    shape = claimed_shape(path)
+    if shape is None:  # headers that do not tell: the scores' own checks stop it later
+        return
+    plane = [n for i, n in enumerate(shape[:3]) if i != axis]
+    for scale in scales:
+        if min(n // scale * scale for n in plane) < max(SSIM_WINDOW, scale):
+            raise FaganError(
+                f"{path}: its {plane[0]}x{plane[1]} slices along axis {axis} are too small to score at "
+                f"x{scale} (SSIM needs at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels once cropped to a "
+                "multiple of the scale); leave it out of the test set, or evaluate other scales"
+            )
 
 
 def _shape(path: Path) -> tuple[int, ...]:
