@@ -115,6 +115,11 @@ def test_experiment_writes_every_table_and_reuses_finished_runs(tmp_path) -> Non
     )
     assert sum("reusing" in m for m in again) == len(plan((4,), 4))
     assert [r.psnr for r in second.evaluation.rows] == [r.psnr for r in result.evaluation.rows]
+    # Without FID the next call's folder holds no FID table of the last one; a user's file stays.
+    (out / "my_notes.csv").write_text("kept")
+    run_experiment(out, settings, scales=(4,), ablation_scale=4, device="cpu", fid=False, log_fn=again.append)
+    assert not (out / "table5_fid.csv").exists() and "FID" not in (out / "tables.md").read_text()
+    assert (out / "my_notes.csv").read_text() == "kept" and (out / "paired_tests.csv").is_file()
     # ... but refuses to mix runs trained another way into the same folder.
     with pytest.raises(ValueError, match="another configuration"):
         run_experiment(out, Settings(**{**settings.__dict__, "steps": 3}), scales=(4,), fid=False)

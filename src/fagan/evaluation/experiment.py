@@ -386,6 +386,7 @@ def run_experiment(
         for run, path in releases.items()
     ]
     figure_methods = list(BASELINES)
+    _clear_outputs(out)
     ev = evaluate(
         volumes,
         methods,
@@ -437,6 +438,21 @@ def run_experiment(
         figures,
     )
     return ExperimentResult(ev, tables, figures, report)
+
+
+#: What an experiment writes beside its runs; a later one with other settings replaces it all.
+OUTPUTS = ("per_volume.csv", "tables.md", "report.html", "table*.csv", "foreground_*.csv", "paired_tests.csv")
+
+
+def _clear_outputs(out: Path) -> None:
+    """Remove an earlier experiment's tables, figures and report from ``out`` (its runs stay), so
+    that none of them (an x8 figure, a FID table) outlives the settings it was made with."""
+    import shutil
+
+    for pattern in OUTPUTS:
+        for path in out.glob(pattern):
+            path.unlink()
+    shutil.rmtree(out / "figures", ignore_errors=True)
 
 
 def _restrict(ev: Evaluation, methods: Sequence[str]) -> Evaluation:
