@@ -126,6 +126,8 @@ def _tiny_release(tmp_path, scale: int = 2):
 def _rewrite(path, tensors=None, **meta_changes):
     """Save ``path`` again with changed tensors and/or metadata (None deletes a key)."""
     meta = {**read_metadata(path), **meta_changes}
+    if tensors is not None:  # made by hand, as a file without fagan's checksum would be
+        meta.pop("tensors_sha256", None)
     save_file(tensors if tensors is not None else load_file(str(path)), str(path),
               metadata={k: v for k, v in meta.items() if v is not None})  # fmt: skip
     return path
@@ -172,6 +174,7 @@ def test_a_pickle_that_runs_code_is_refused_and_never_unpickled(tmp_path) -> Non
         ("config-zero-reduction", "unreadable generator configuration"),
         ("nan-weights", "NaN or infinite weights"),
         ("not-fagan", "not a fagan generator release file"),
+        ("flipped-bytes", "is damaged: its tensors differ from the checksum written with them"),
     ],
 )
 def test_damaged_or_mismatched_weights_are_one_clear_error(tmp_path, damage, match) -> None:
@@ -199,6 +202,12 @@ def test_damaged_or_mismatched_weights_are_one_clear_error(tmp_path, damage, mat
         _rewrite(path, tensors)
     elif damage == "not-fagan":
         _rewrite(path, format="other-tool")
+    elif damage == "flipped-bytes":  # finite, well-formed, wrong: only the checksum can tell
+        data = bytearray(path.read_bytes())
+        header = 8 + struct.unpack("<Q", bytes(data[:8]))[0]
+        for i in range(header + 1000, header + 1100):
+            data[i] ^= 0xFF
+        path.write_bytes(bytes(data))
     with pytest.raises(FaganError, match=match) as info:
         load_release(path, scale=None if damage == "scale-metadata-lies" else 2)
     assert "\n" not in str(info.value)
@@ -273,3 +282,9 @@ def test_average_releases_writes_the_mean_of_like_weights(tmp_path) -> None:
         average_releases([paths[0], kspace], tmp_path / "mixed.safetensors")
     assert {p: p.read_bytes() for p in paths} == before
     assert not (tmp_path / "mixed.safetensors").exists() and not (tmp_path / "one.safetensors").exists()
+
+
+def test_a_file_from_before_the_checksum_still_loads(tmp_path) -> None:
+    path = _rewrite(_tiny_release(tmp_path), tensors_sha256=None)
+    assert "tensors_sha256" not in read_metadata(path)
+    load_release(path, scale=2)

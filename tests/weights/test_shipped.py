@@ -28,3 +28,13 @@ def test_shipped_weights_beat_bicubic_on_a_held_out_scan(scale: int, variant: st
     bicubic = bicubic_volume(pair.lr, scale)
     gain = score_volume(sr, pair.hr.array).psnr - score_volume(bicubic, pair.hr.array).psnr
     assert gain > MARGINS[(scale, variant)]
+
+
+@pytest.mark.parametrize(("scale", "variant"), sorted(MARGINS))
+def test_shipped_weights_carry_a_checksum_of_their_tensors(scale: int, variant: str) -> None:
+    from safetensors.torch import load_file
+
+    from fagan.models.release import read_metadata, tensors_digest
+
+    path = shipped_weights(scale, variant)
+    assert read_metadata(path)["tensors_sha256"] == tensors_digest(load_file(str(path)))

@@ -14,6 +14,7 @@ The weights shipped inside the package live in ``fagan/weights/`` as ``fagan_x{s
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -53,6 +54,7 @@ def save_release(
     }
     meta = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
     meta.update(
+        tensors_sha256=tensors_digest(tensors),
         format=FORMAT,
         format_version=FORMAT_VERSION,
         model=name,
@@ -108,6 +110,19 @@ def trained_degradation(meta: dict[str, str]) -> str:
     return str(data.get("degradation", "bicubic")) if isinstance(data, dict) else "bicubic"
 
 
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over a release's tensors (names, dtypes, shapes and bytes, in name order): written
+    into each release and checked when it is loaded, so that flipped bytes in a copied file are
+    refused rather than scored (safetensors checks the header, not the data). Files from before
+    the checksum load unchecked."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        value = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{value.dtype}|{tuple(value.shape)}|".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def load_release(
     path: str | os.PathLike, scale: int | None = None, device: str | torch.device = "cpu"
 ) -> tuple[Generator, dict[str, str]]:
@@ -134,6 +149,11 @@ def load_release(
     if missing or unexpected or wrong:
         first = (missing or unexpected or wrong)[0]
         raise FaganError(f"{path} does not match the '{meta['model']}' architecture it names (e.g. {first})")
+    if "tensors_sha256" in meta and tensors_digest(state) != meta["tensors_sha256"]:
+        raise FaganError(
+            f"{path} is damaged: its tensors differ from the checksum written with them; copy or "
+            "download the file again"
+        )
     generator.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
     for value in generator.state_dict().values():
         if value.is_floating_point() and not torch.isfinite(value).all():
