@@ -320,3 +320,34 @@ def test_evaluate_names_a_volume_too_small_for_a_scale_before_any_work(setup, ca
     assert err.count("\n") == 1
     assert "b_tiny.nii.gz: its 10x10 slices along axis 2 are too small to score at x4" in err
     assert scored == [] and not out.exists()  # refused before the first volume was upscaled
+
+
+def test_evaluate_records_what_made_its_numbers_and_refuses_a_split_of_a_folder(
+    setup, capsys
+) -> None:
+    import json
+
+    from fagan.models.release import read_metadata
+
+    manifest, weights, folder = setup
+    out = folder / "recorded"
+    argv = ["evaluate", "--weights", str(weights[4]), "--data", str(manifest), "--device", "cpu"]
+    assert main([*argv, "--out", str(out), "--no-consistency"]) == 0
+    record = json.loads((out / "evaluation.json").read_text())
+    assert record["weights"] == [
+        {"file": str(weights[4].resolve()), "model": "fagan", "scale": 4,
+         "tensors_sha256": read_metadata(weights[4])["tensors_sha256"]}
+    ]  # fmt: skip
+    settings = (record["split"], record["consistency"], record["self_ensemble"], record["axis"])
+    assert settings == ("test", False, False, 2)
+    with open(out / "per_volume.csv") as f:
+        scored = list(dict.fromkeys(r["volume"] for r in csv.DictReader(f)))
+    assert [v["name"] for v in record["volumes"]] == scored
+    capsys.readouterr()
+    one = folder / "vol"
+    one.mkdir(exist_ok=True)
+    nib.save(nib.Nifti1Image(phantom((40, 40, 3), 0), np.eye(4)), one / "a.nii.gz")
+    argv = ["evaluate", "--weights", str(weights[4]), "--data", str(one), "--split", "val"]
+    assert main([*argv, "--out", str(folder / "x")]) == 2
+    assert "--split chooses among a manifest's splits" in capsys.readouterr().err
+    assert not (folder / "x").exists()

@@ -30,7 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="manifest JSON (its test split), a folder or a volume; default: the embedded test volumes",
     )
     p.add_argument(
-        "--split", default="test", choices=("train", "val", "test"), help="manifest split (default test)"
+        "--split",
+        choices=("train", "val", "test"),
+        help="split of a manifest, or of the embedded sample data (default test); a folder or a "
+        "volume has no splits",
     )
     p.add_argument(
         "--scales", type=int, nargs="+", default=None, metavar="S", help="scales to evaluate (2, 4, 8)"
@@ -91,7 +94,12 @@ def run(args: argparse.Namespace) -> int:
         files = [f for f in files if scales_of[f] in wanted]
     else:
         files = [shipped_weights(s) for s in (args.scales or [2, 4])]
-    volumes = evaluation_volumes(args.data, args.split)
+    if args.split and args.data and Path(args.data).suffix.lower() != ".json":
+        raise ValueError(
+            f"--split chooses among a manifest's splits; {args.data} is not a manifest, and all of it "
+            "would be scored (make one with `fagan prepare DIR --out M.json`)"
+        )
+    volumes = evaluation_volumes(args.data, args.split or "test")
     fid_network = load_inception(args.fid_weights, device) if (args.fid or args.fid_weights) else None
 
     loaded = [load_release(f, device=device) for f in files]
@@ -127,15 +135,55 @@ def run(args: argparse.Namespace) -> int:
         tables += [fid_table(ev, "fid")] if ev.fid else []
         write_rows(ev.rows, folder / "per_volume.csv")
         write_tables(tables, folder)
+        _write_record(folder / "evaluation.json", args, files, [meta for _, meta in loaded], volumes)
     print()
     print(main[-1].markdown())
     if ev.fid:
         print(tables[-1].markdown())
-    print(f"wrote per_volume.csv, tables.md and {len(tables)} table CSVs to {out}/")
+    print(f"wrote per_volume.csv, evaluation.json, tables.md and {len(tables)} table CSVs to {out}/")
     return 0
 
 
 #: What ``fagan evaluate`` writes into ``--out``: the files it may replace with ``--overwrite``.
+def _write_record(path: Path, args: argparse.Namespace, files: list, metas: list, volumes: list) -> None:
+    """What made these numbers: the weights (with their checksums), the test volumes, the
+    settings and the versions, for a paper's methods section and to rerun it."""
+    import json
+    import platform
+    import sys
+
+    import torch
+
+    from fagan import __version__
+
+    record = {
+        "command": ["fagan", *sys.argv[1:]],
+        "fagan": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "weights": [
+            {
+                "file": str(Path(f).resolve()),
+                "model": m["model"],
+                "scale": int(m["scale"]),
+                "tensors_sha256": m.get("tensors_sha256"),
+            }  # fmt: skip
+            for f, m in zip(files, metas, strict=True)
+        ],
+        "data": str(Path(args.data).resolve()) if args.data else "fagan.data.sample",
+        "split": args.split or "test",
+        "volumes": [
+            {"name": v.name, "anatomy": v.anatomy, "path": str(Path(v.path).resolve())} for v in volumes
+        ],
+        "axis": args.axis,
+        "consistency": not args.no_consistency,
+        "self_ensemble": args.self_ensemble,
+        "fid": bool(args.fid or args.fid_weights),
+        "device": args.device,
+    }
+    path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+
+
 def _warn_trained_on(files: list, metas: list[dict[str, str]], volumes: list) -> None:
     """Say which weights were trained on which of the volumes they are to be scored on."""
     import sys
@@ -158,7 +206,15 @@ def _warn_trained_on(files: list, metas: list[dict[str, str]], volumes: list) ->
             )
 
 
-WRITES = ("per_volume.csv", "tables.md", "table*_*.csv", "foreground_*.csv", "fid.csv", "figures")
+WRITES = (
+    "per_volume.csv",
+    "evaluation.json",
+    "tables.md",
+    "table*_*.csv",
+    "foreground_*.csv",
+    "fid.csv",
+    "figures",
+)
 
 
 def check_out(out: Path, overwrite: bool) -> None:
