@@ -138,3 +138,23 @@ def test_atomic_folder_writes_through_a_link_to_its_target(tmp_path):
         (folder / "new.csv").write_text("new")
     assert (tmp_path / "link").is_symlink() and [p.name for p in real.iterdir()] == ["new.csv"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
+
+
+def test_a_folder_that_cannot_be_made_names_the_output_not_the_hidden_folder(tmp_path, monkeypatch):
+    import errno
+    import pathlib
+
+    from fagan.atomic import atomic_folder
+
+    made = pathlib.Path.mkdir
+
+    def read_only(self, *args, **kwargs):
+        if self.name.endswith(".tmp"):
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return made(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", read_only)
+    with pytest.raises(OSError, match=r"^cannot write .*ev: Read-only file system in ") as info:
+        with atomic_folder(tmp_path / "ev"):
+            pass
+    assert ".tmp" not in str(info.value) and not (tmp_path / "ev").exists()

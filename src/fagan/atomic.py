@@ -81,6 +81,11 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
                 tmp.mkdir()
             except FileExistsError:
                 tmp = None  # another writer's folder: never remove it
+            except OSError as exc:  # name the output, not the hidden folder it is made in
+                raise OSError(
+                    f"cannot write {path}: {exc.strerror or exc} in {path.parent}, where the output "
+                    "is assembled before it is put in place"
+                ) from None
         yield tmp
         filled = True
         try:
