@@ -155,3 +155,18 @@ def test_prepare_keeps_a_flat_bids_folder_by_subject_and_says_when_a_split_is_em
     assert "3 volumes from 2 subjects" in printed and "lie directly in" not in printed
     assert {e.subject for e in Manifest.load(tmp_path / "m.json").entries} == {"sub-01", "sub-02"}
     assert "note: 2 subjects cannot fill every split: test is empty; fagan evaluate needs a test" in printed
+
+
+def test_prepare_skips_bids_derivatives_and_says_so(tmp_path, capsys):
+    root = tmp_path / "bids"
+    for sub in ("sub-01", "sub-02", "sub-03"):
+        (root / sub / "anat").mkdir(parents=True)
+        write_nifti(root / sub / "anat" / f"{sub}_T1w.nii.gz", np.arange(8.0).reshape(2, 2, 2), np.eye(4))
+        (root / "derivatives" / "fmriprep" / sub / "anat").mkdir(parents=True)
+        write_nifti(root / "derivatives" / "fmriprep" / sub / "anat" / f"{sub}_desc-preproc_T1w.nii.gz",
+                    np.arange(8.0).reshape(2, 2, 2), np.eye(4))  # fmt: skip
+    assert main(["prepare", str(root), "--out", str(tmp_path / "m.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "3 volumes from 3 subjects" in printed and "note: skipped the derivatives folder(s)" in printed
+    assert main(["prepare", str(root / "derivatives"), "--out", str(tmp_path / "d.json")]) == 0
+    assert "3 volumes from 3 subjects" in capsys.readouterr().out  # given as DIR, it is used

@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fagan import FaganError
-    from fagan.data.manifest import BIDS_SUBJECT, SPLITS, check_ratios, make_manifest
+    from fagan.data.manifest import BIDS_NOT_SCANS, BIDS_SUBJECT, SPLITS, check_ratios, make_manifest
 
     root = Path(args.dir)
     if not root.exists():
@@ -88,6 +88,12 @@ def run(args: argparse.Namespace) -> int:
             f"note: {len(loose)} volumes lie directly in {root}, so each is a subject of its own; "
             "if one person has several, put each person's volumes in a folder of their own (or a "
             "BIDS sub-* folder) and prepare again, so that no person spans two splits"
+        )
+    skipped = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name in BIDS_NOT_SCANS)
+    if skipped:
+        print(
+            f"note: skipped the {' and '.join(skipped)} folder(s) (other versions of the scans, as in "
+            "BIDS); to use one, give it as DIR"
         )
     if not args.check:
         _note_label_names([Path(e.path) for e in manifest.entries], root)

@@ -45,6 +45,8 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 _ANATOMY = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _-]*")
 #: A BIDS subject entity at the start of a folder or file name: ``sub-07`` of ``sub-07_T1w.nii.gz``.
 BIDS_SUBJECT = re.compile(r"sub-[A-Za-z0-9]+")
+#: Folders of a BIDS dataset that hold other versions of its scans, not more of them.
+BIDS_NOT_SCANS = frozenset({"derivatives", "sourcedata"})
 FORMAT = "fagan-manifest"
 VERSION = 1
 
@@ -215,10 +217,13 @@ def _is_volume_file(path: Path) -> bool:
 def scan_volumes(root: str | os.PathLike) -> list[Path]:
     """All readable volumes under ``root`` (recursive, sorted; hidden entries skipped).
 
-    NIfTI, HDF5, .npy and PNG files count one each. DICOM files (.dcm, or any file with the
-    DICOM marker) are grouped per folder by SeriesInstanceUID: a folder holding one series of
-    several files counts as one volume (the folder), single-file series count as files, and a
-    folder mixing a multi-file series with anything else is refused.
+    NIfTI, HDF5, .npy and PNG files count one each. Folders named like BIDS's ``derivatives``
+    and ``sourcedata`` (:data:`BIDS_NOT_SCANS`) are skipped: they hold other versions of the
+    dataset's scans (skull-stripped, defaced, or the DICOM the NIfTI came from), which would
+    count one person's scan several times; give such a folder as ``root`` to use it. DICOM
+    files (.dcm, or any file with the DICOM marker) are grouped per folder by SeriesInstanceUID:
+    a folder holding one series of several files counts as one volume (the folder), single-file
+    series count as files, and a folder mixing a multi-file series with anything else is refused.
     """
     import pydicom
 
@@ -227,7 +232,8 @@ def scan_volumes(root: str | os.PathLike) -> list[Path]:
         raise FaganError(f"{root}: not a folder; give the folder that holds the volumes")
     found: list[Path] = []
     for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        # BIDS keeps processed copies and raw originals of its scans beside them: not more scans
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in BIDS_NOT_SCANS)
         here = Path(folder)
         series: dict[str, list[Path]] = {}
         for name in sorted(files):
@@ -363,6 +369,7 @@ def resolve_volumes(source: str | os.PathLike, split: str) -> list[Path]:
 
 
 __all__ = [
+    "BIDS_NOT_SCANS",
     "BIDS_SUBJECT",
     "SPLITS",
     "Manifest",
