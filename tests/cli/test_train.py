@@ -226,6 +226,16 @@ def test_resume_refuses_another_architecture_or_fewer_steps(tiny_run, tmp_path, 
     assert after == before
 
 
+def test_resume_says_which_settings_it_changes(tiny_run, tmp_path, caplog):
+    run = _copy_run(tiny_run, tmp_path / "run")
+    argv = ["train", "--resume", str(run), "--device", "cpu", "--set", "schedule.steps=3"]
+    with caplog.at_level("INFO", logger="fagan.training.trainer"):
+        assert main([*argv, "--set", "optim.lr=0.00005"]) == 0
+    said = [r.getMessage() for r in caplog.records if "changed settings" in r.getMessage()]
+    assert len(said) == 1 and "optim.lr: 0.0001 -> 5e-05" in said[0] and "schedule.steps: 2 -> 3" in said[0]
+    assert "data." not in said[0]  # only what differs
+
+
 def test_resume_does_not_read_init_weights_again(tiny_run, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     shutil.copy(tiny_run / "release.safetensors", "init.safetensors")

@@ -344,12 +344,25 @@ def _check_resume(config: TrainConfig, payload: dict[str, Any], run_dir: Path) -
             f"--resume cannot change the architecture of {run_dir} ({shown}); drop those --set "
             "overrides, or train a new run (model.init_weights can start it from this one's release)"
         )
+    changed = _changed_keys(saved, config.to_dict())
+    if changed:  # allowed, but the run's config.yaml is rewritten: say what it no longer says
+        log.info("resuming %s with changed settings: %s", run_dir, "; ".join(changed))
     step = int(payload["step"])
     if config.schedule.steps < step:
         raise FaganError(
             f"config key schedule.steps: {config.schedule.steps} is below the {step} steps {run_dir} has "
             f"already taken; resume with schedule.steps of at least {step} (a run cannot go back)"
         )
+
+
+def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every leaf of two nested config dicts that differs."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(set(old) | set(new))
+        return [c for k in keys for c in _changed_keys(old.get(k), new.get(k), f"{prefix}{k}.")]
+    if isinstance(old, (list, tuple)) and isinstance(new, (list, tuple)):
+        old, new = list(old), list(new)
+    return [] if old == new else [f"{prefix.rstrip('.')}: {old} -> {new}"]
 
 
 class _Batches:
