@@ -351,3 +351,15 @@ def test_evaluate_records_what_made_its_numbers_and_refuses_a_split_of_a_folder(
     assert main([*argv, "--out", str(folder / "x")]) == 2
     assert "--split chooses among a manifest's splits" in capsys.readouterr().err
     assert not (folder / "x").exists()
+
+
+def test_evaluate_warns_when_the_scored_planes_hold_thick_voxels(setup, capsys) -> None:
+    _, weights, folder = setup
+    (folder / "thick").mkdir(exist_ok=True)
+    volume = np.stack([phantom((40, 40, 3), 0)[:, :, 0]] * 12, axis=0)[:, :24, :]  # 12 x 24 x 40
+    nib.save(nib.Nifti1Image(volume, np.diag([3.0, 1.0, 1.0, 1.0])), folder / "thick" / "t.nii.gz")
+    argv = ["evaluate", "--weights", str(weights[4]), "--data", str(folder / "thick"), "--device", "cpu"]
+    assert main([*argv, "--out", str(folder / "thick_out"), "--axis", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "warning: t has 3 mm voxels along axis 0, in the planes being scored" in printed
+    assert "evaluate with --axis 0" in printed

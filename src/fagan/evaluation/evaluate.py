@@ -139,6 +139,7 @@ def evaluate(
     zoomed region and error maps.
     """
     from fagan.evaluation.figures import comparison_figure
+    from fagan.inference.geometry import coarse_in_plane_axis, voxel_sizes
     from fagan.inference.upscale import UnfittableVolume, upscale_volume
     from fagan.metrics.fid import fid_from_features, inception_features
 
@@ -161,6 +162,14 @@ def evaluate(
     features: dict[tuple[str, int], list[np.ndarray]] = defaultdict(list)  # (method or HR, scale)
     for info in volumes:  # one volume in memory at a time, read once for every scale
         parts = each_volume(read_volume(info.path, frame=ALL_FRAMES))
+        coarse = coarse_in_plane_axis(parts[0].affine, parts[0].array.shape[:3], axis)
+        if coarse is not None:  # as fagan upscale warns: the scored planes hold the thick voxels
+            sizes = voxel_sizes(parts[0].affine)
+            progress(
+                f"warning: {info.name} has {sizes[coarse]:.3g} mm voxels along axis {coarse}, in the "
+                f"planes being scored, against {sizes[axis]:.3g} mm along axis {axis}; if its acquired "
+                f"planes are the thin ones, evaluate with --axis {coarse}"
+            )
         # a 4D file's volumes one after another along the slice axis: every slice-wise step and
         # score is then the same as on each volume
         volume = Volume(np.concatenate([v.array for v in parts], axis=axis), parts[0].affine, parts[0].meta)
