@@ -87,13 +87,18 @@ def test_prepare_names_the_anatomy_of_every_volume(data_dir, tmp_path, capsys):
     assert not (tmp_path / "x.json").exists()
 
 
-def test_prepare_notes_that_loose_files_are_subjects_of_their_own(tmp_path, capsys):
+def _prepare_flat(tmp_path, capsys, names) -> str:
+    """``fagan prepare`` of a folder holding the volumes ``names`` directly; what it printed."""
     flat = tmp_path / "flat"
     flat.mkdir()
-    for name in ("patient1_T1", "patient1_T2", "patient2_T1"):
+    for name in names:
         write_nifti(flat / f"{name}.nii.gz", np.arange(8.0).reshape(2, 2, 2), np.eye(4))
     assert main(["prepare", str(flat), "--out", str(tmp_path / "m.json")]) == 0
-    printed = capsys.readouterr().out
+    return capsys.readouterr().out
+
+
+def test_prepare_notes_that_loose_files_are_subjects_of_their_own(tmp_path, capsys):
+    printed = _prepare_flat(tmp_path, capsys, ("patient1_T1", "patient1_T2", "patient2_T1"))
     assert "3 volumes from 3 subjects" in printed
     assert "note: 3 volumes lie directly in" in printed and "a folder of their own" in printed
 
@@ -146,12 +151,7 @@ def test_prepare_writes_only_a_json_manifest_and_never_over_a_volume(data_dir, t
 
 
 def test_prepare_keeps_a_flat_bids_folder_by_subject_and_says_when_a_split_is_empty(tmp_path, capsys):
-    flat = tmp_path / "flat"
-    flat.mkdir()
-    for name in ("sub-01_T1w", "sub-01_T2w", "sub-02_T1w"):
-        write_nifti(flat / f"{name}.nii.gz", np.arange(8.0).reshape(2, 2, 2), np.eye(4))
-    assert main(["prepare", str(flat), "--out", str(tmp_path / "m.json")]) == 0
-    printed = capsys.readouterr().out
+    printed = _prepare_flat(tmp_path, capsys, ("sub-01_T1w", "sub-01_T2w", "sub-02_T1w"))
     assert "3 volumes from 2 subjects" in printed and "lie directly in" not in printed
     assert {e.subject for e in Manifest.load(tmp_path / "m.json").entries} == {"sub-01", "sub-02"}
     assert "note: 2 subjects cannot fill every split: test is empty; fagan evaluate needs a test" in printed

@@ -275,21 +275,28 @@ def test_average_writes_the_mean_of_two_releases(tmp_path, capsys):
     assert "--average takes only" in _error_line(capsys)
 
 
+def _three_subjects_here(folder: Path, monkeypatch) -> None:
+    """Three one-volume subjects in ``folder/data``, split one each by ``folder/m.json``; the
+    working directory becomes ``folder``."""
+    import nibabel as nib
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        (folder / "data" / f"p{k}").mkdir(parents=True)
+        volume = nib.Nifti1Image(rng.random((40, 40, 3), np.float32), np.eye(4))
+        nib.save(volume, folder / "data" / f"p{k}" / "t1.nii")
+    monkeypatch.chdir(folder)
+    assert main(["prepare", "data", "--out", "m.json", "--ratios", "1", "1", "1"]) == 0
+
+
 @pytest.mark.parametrize("how", ["set", "config"])
 def test_a_relative_manifest_is_stored_absolute_so_a_run_resumes_from_anywhere(
     tiny_yaml, tmp_path, monkeypatch, how
 ):
-    import nibabel as nib
-    import numpy as np
     import yaml
 
-    rng = np.random.default_rng(0)
-    for k in range(3):
-        (tmp_path / "data" / f"p{k}").mkdir(parents=True)
-        volume = nib.Nifti1Image(rng.random((40, 40, 3), np.float32), np.eye(4))
-        nib.save(volume, tmp_path / "data" / f"p{k}" / "t1.nii")
-    monkeypatch.chdir(tmp_path)
-    assert main(["prepare", "data", "--out", "m.json", "--ratios", "1", "1", "1"]) == 0
+    _three_subjects_here(tmp_path, monkeypatch)
     argv = ["train", "--out", "run", "--device", "cpu"]
     if how == "set":
         argv += ["--config", str(tiny_yaml), "--set", "data.manifest=m.json"]
@@ -309,20 +316,11 @@ def test_a_relative_manifest_is_stored_absolute_so_a_run_resumes_from_anywhere(
 def test_weights_know_their_training_volumes_and_evaluate_warns_on_them(
     tiny_yaml, tmp_path, monkeypatch, capsys
 ):
-    import nibabel as nib
-    import numpy as np
-
     from fagan.data.fingerprint import fingerprint
     from fagan.data.manifest import Manifest
     from fagan.models.release import read_metadata, trained_fingerprints
 
-    rng = np.random.default_rng(1)
-    for k in range(3):
-        (tmp_path / "data" / f"p{k}").mkdir(parents=True)
-        volume = nib.Nifti1Image(rng.random((40, 40, 3), np.float32), np.eye(4))
-        nib.save(volume, tmp_path / "data" / f"p{k}" / "t1.nii")
-    monkeypatch.chdir(tmp_path)
-    assert main(["prepare", "data", "--out", "m.json", "--ratios", "1", "1", "1"]) == 0
+    _three_subjects_here(tmp_path, monkeypatch)
     train = [e.path for e in Manifest.load("m.json").entries if e.split == "train"]
     argv = ["train", "--config", str(tiny_yaml), "--data", "m.json", "--out", "run", "--device", "cpu"]
     assert main(argv) == 0
