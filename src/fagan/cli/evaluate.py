@@ -144,7 +144,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-#: What ``fagan evaluate`` writes into ``--out``: the files it may replace with ``--overwrite``.
 def _write_record(path: Path, args: argparse.Namespace, files: list, metas: list, volumes: list) -> None:
     """What made these numbers: the weights (with their checksums), the test volumes, the
     settings and the versions, for a paper's methods section and to rerun it."""
@@ -167,7 +166,7 @@ def _write_record(path: Path, args: argparse.Namespace, files: list, metas: list
                 "model": m["model"],
                 "scale": int(m["scale"]),
                 "tensors_sha256": m.get("tensors_sha256"),
-            }  # fmt: skip
+            }
             for f, m in zip(files, metas, strict=True)
         ],
         "data": str(Path(args.data).resolve()) if args.data else "fagan.data.sample",
@@ -206,6 +205,7 @@ def _warn_trained_on(files: list, metas: list[dict[str, str]], volumes: list) ->
             )
 
 
+#: What ``fagan evaluate`` writes into ``--out``: the files it may replace with ``--overwrite``.
 WRITES = (
     "per_volume.csv",
     "evaluation.json",
