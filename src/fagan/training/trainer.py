@@ -344,15 +344,15 @@ def _check_resume(config: TrainConfig, payload: dict[str, Any], run_dir: Path) -
             f"--resume cannot change the architecture of {run_dir} ({shown}); drop those --set "
             "overrides, or train a new run (model.init_weights can start it from this one's release)"
         )
-    changed = _changed_keys(saved, config.to_dict())
-    if changed:  # allowed, but the run's config.yaml is rewritten: say what it no longer says
-        log.info("resuming %s with changed settings: %s", run_dir, "; ".join(changed))
     step = int(payload["step"])
     if config.schedule.steps < step:
         raise FaganError(
             f"config key schedule.steps: {config.schedule.steps} is below the {step} steps {run_dir} has "
             f"already taken; resume with schedule.steps of at least {step} (a run cannot go back)"
         )
+    changed = _changed_keys(saved, config.to_dict())
+    if changed:  # allowed, but the run's config.yaml is rewritten: say what it no longer says
+        log.info("resuming %s with changed settings: %s", run_dir, "; ".join(changed))
 
 
 def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
