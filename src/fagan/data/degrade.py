@@ -92,7 +92,8 @@ def degrade(hr: torch.Tensor, scale: int, method: str = "bicubic") -> torch.Tens
 
 
 def upsample_bicubic(lr: torch.Tensor, scale: int) -> torch.Tensor:
-    """The bicubic baseline: ``lr`` (B, C, h, w) -> (B, C, h*scale, w*scale)."""
+    """The bicubic baseline: ``lr`` (B, C, h, w) -> (B, C, h*scale, w*scale), with PyTorch's kernel
+    (a = -0.75), not the a = -0.5 of the antialiased downsampling: the stronger baseline here."""
     return F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False)
 
 
