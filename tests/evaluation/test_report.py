@@ -77,3 +77,22 @@ def test_report_renders_in_headless_chromium(tmp_path) -> None:
     dark = image < 128
     assert 0.005 < dark.mean() < 0.5  # text and the figure, on a white page
     assert dark[:, 600:].any()  # the figure spans the page, not just a line of text
+
+
+def test_a_comparison_figure_states_its_grey_window_and_error_scale(tmp_path, monkeypatch) -> None:
+    import fagan.evaluation.figures as figures
+
+    drawn = []
+    monkeypatch.setattr(figures, "save_png", lambda fig, path, dpi: drawn.append(fig))
+    hr = np.linspace(0.0, 100.0, 48 * 48).reshape(48, 48)
+    methods = {"bicubic": hr + 4.0, "fagan": hr + 1.0}
+    comparison_figure(hr, methods, "v x4, slice 3 along axis 2", tmp_path / "f.png")
+    (fig,) = drawn
+    lo, hi = np.percentile(hr, [0.5, 99.5])
+    assert fig._suptitle.get_text() == (
+        f"v x4, slice 3 along axis 2\ngrey window {lo:.4g} to {hi:.4g}; |error| shown from 0 to 2"
+    )
+    bars = [ax for ax in fig.axes if ax.get_ylabel() == "|error|"]
+    assert len(bars) == 1 and bars[0].get_ylim()[1] == pytest.approx(2.0)  # one bar, on the shown scale
+    grey = [im.get_clim() for ax in fig.axes[:-1] for im in ax.get_images() if im.get_cmap().name == "gray"]
+    assert len(grey) == 6 and set(grey) == {(lo, hi)}  # one window for every panel

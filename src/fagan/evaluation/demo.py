@@ -88,7 +88,8 @@ def run_demo(
                 comparison_figure(
                     hr[:, :, k],
                     {"bicubic": bicubic[:, :, k], label: sr[:, :, k]},
-                    f"{sample.name} x{scale}: bicubic {bic.psnr:.2f} dB, {label} {fa.psnr:.2f} dB",
+                    f"{sample.name} x{scale}, slice {k} along axis 2: bicubic {bic.psnr:.2f} dB, "
+                    f"{label} {fa.psnr:.2f} dB",
                     out / f"{stem}_x{scale}{suffix}.png",
                 )
             )

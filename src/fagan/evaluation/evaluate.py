@@ -231,7 +231,12 @@ def evaluate(
                     for r in result.rows
                     if r.scale == scale and r.volume == info.name and r.method in panels
                 }
-                title = f"{info.name} x{scale}: " + ", ".join(f"{k} {v:.2f} dB" for k, v in scores.items())
+                where = f"slice {depth // 2} along axis {axis}" + (
+                    f" of volume {len(parts) // 2}" if len(parts) > 1 else ""
+                )
+                title = f"{info.name} x{scale}, {where}: " + ", ".join(
+                    f"{k} {v:.2f} dB" for k, v in scores.items()
+                )
                 path = folder / figure_name(info.name, scale)
                 try:  # a figure is an extra: failing to draw one must not lose the scores
                     result.figures.append(comparison_figure(hr_slice, panels, title, path))

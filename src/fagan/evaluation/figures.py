@@ -41,7 +41,9 @@ def comparison_figure(
 ) -> Path:
     """HR and each method's slice (rows: full slice with the zoom box, zoomed region, |error|).
 
-    ``hr`` and each method: (H, W) in the same intensity units.
+    ``hr`` and each method: (H, W) in the same intensity units. Every panel shares one grey
+    window (HR's 0.5th-99.5th percentiles) and every error map one scale (0 to half the largest
+    error), with a colour bar; a second title line gives both in the images' units.
     """
     import matplotlib
 
@@ -54,7 +56,9 @@ def comparison_figure(
     zoom = max(16, min(hr.shape) // 4)
     y, x = busiest_region(hr, zoom)
     err_max = max(float(np.abs(v - hr).max()) for v in methods.values()) or 1.0
-    fig, axes = plt.subplots(3, len(columns), figsize=(2.6 * len(columns), 7.8), squeeze=False)
+    fig, axes = plt.subplots(
+        3, len(columns), figsize=(2.6 * len(columns) + 0.6, 7.8), squeeze=False, layout="constrained"
+    )
     for col, (name, image) in enumerate(columns.items()):
         top, mid, bottom = axes[0, col], axes[1, col], axes[2, col]
         top.imshow(image.T, cmap="gray", vmin=lo, vmax=hi, origin="lower")
@@ -64,13 +68,17 @@ def comparison_figure(
         if name == "HR":
             bottom.axis("off")
         else:
-            bottom.imshow(np.abs(image - hr).T, cmap="magma", vmin=0, vmax=0.5 * err_max, origin="lower")
+            shown = bottom.imshow(
+                np.abs(image - hr).T, cmap="magma", vmin=0, vmax=0.5 * err_max, origin="lower"
+            )
             bottom.set_title(f"|{name} - HR|", fontsize=9)
         for ax in (top, mid, bottom):
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+    if methods:
+        fig.colorbar(shown, ax=list(axes[2, 1:]), fraction=0.05, pad=0.02, label="|error|")
+    scale_line = f"grey window {lo:.4g} to {hi:.4g}; |error| shown from 0 to {0.5 * err_max:.4g}"
+    fig.suptitle(f"{title}\n{scale_line}", fontsize=10)
     path = Path(path)
     save_png(fig, path, dpi=80)
     plt.close(fig)
