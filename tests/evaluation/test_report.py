@@ -96,3 +96,15 @@ def test_a_comparison_figure_states_its_grey_window_and_error_scale(tmp_path, mo
     assert len(bars) == 1 and bars[0].get_ylim()[1] == pytest.approx(2.0)  # one bar, on the shown scale
     grey = [im.get_clim() for ax in fig.axes[:-1] for im in ax.get_images() if im.get_cmap().name == "gray"]
     assert len(grey) == 6 and set(grey) == {(lo, hi)}  # one window for every panel
+
+
+def test_a_comparison_figure_keeps_the_anatomy_s_proportions(tmp_path, monkeypatch) -> None:
+    import fagan.evaluation.figures as figures
+
+    drawn = []
+    monkeypatch.setattr(figures, "save_png", lambda fig, path, dpi: drawn.append(fig))
+    hr = np.linspace(0.0, 100.0, 48 * 16).reshape(48, 16)  # 1 mm along the first axis, 3 mm along the second
+    comparison_figure(hr, {"bicubic": hr + 1.0}, "thick", tmp_path / "f.png", pixel_mm=(1.0, 3.0))
+    (fig,) = drawn
+    aspects = {ax.get_aspect() for ax in fig.axes if ax.get_images() and ax.get_ylabel() != "|error|"}
+    assert aspects == {3.0}  # a drawn row is 3 mm high, a drawn column 1 mm wide

@@ -19,6 +19,7 @@ from fagan.data.io import Volume, read_volume
 from fagan.data.sample import sample_volumes
 from fagan.evaluation.figures import comparison_figure, html_page
 from fagan.evaluation.simulate import bicubic_volume, score_volume, simulate_low_resolution
+from fagan.inference.geometry import voxel_sizes
 from fagan.inference.output import save_result
 from fagan.inference.upscale import upscale_volume
 from fagan.models.release import load_release, shipped_weights
@@ -84,6 +85,7 @@ def run_demo(
                 out / f"{stem}_x{scale}_fagan{suffix}.nii.gz", Volume(sr, pair.hr.affine, pair.hr.meta), True
             )
             k = hr.shape[2] // 2
+            pixel = voxel_sizes(pair.hr.affine)
             figures.append(
                 comparison_figure(
                     hr[:, :, k],
@@ -91,6 +93,7 @@ def run_demo(
                     f"{sample.name} x{scale}, slice {k} along axis 2: bicubic {bic.psnr:.2f} dB, "
                     f"{label} {fa.psnr:.2f} dB",
                     out / f"{stem}_x{scale}{suffix}.png",
+                    (float(pixel[0]), float(pixel[1])),
                 )
             )
             log(format_row(row))

@@ -239,7 +239,9 @@ def evaluate(
                 )
                 path = folder / figure_name(info.name, scale)
                 try:  # a figure is an extra: failing to draw one must not lose the scores
-                    result.figures.append(comparison_figure(hr_slice, panels, title, path))
+                    across, down = (float(n) for i, n in enumerate(voxel_sizes(parts[0].affine)) if i != axis)
+                    figure = comparison_figure(hr_slice, panels, title, path, (across, down))
+                    result.figures.append(figure)
                 except (OSError, ValueError) as exc:
                     log.warning("could not write the figure %s: %s", path, exc)
                     progress(f"x{scale} {info.name}: figure not written ({' '.join(str(exc).split())})")

@@ -37,13 +37,19 @@ def save_png(fig: Any, path: str | Path, dpi: int = 80) -> Path:
 
 
 def comparison_figure(
-    hr: np.ndarray, methods: Mapping[str, np.ndarray], title: str, path: str | Path
+    hr: np.ndarray,
+    methods: Mapping[str, np.ndarray],
+    title: str,
+    path: str | Path,
+    pixel_mm: tuple[float, float] = (1.0, 1.0),
 ) -> Path:
     """HR and each method's slice (rows: full slice with the zoom box, zoomed region, |error|).
 
     ``hr`` and each method: (H, W) in the same intensity units. Every panel shares one grey
     window (HR's 0.5th-99.5th percentiles) and every error map one scale (0 to half the largest
     error), with a colour bar; a second title line gives both in the images' units.
+    ``pixel_mm``: the pixel's size along the slice's two axes, so that the images keep the
+    anatomy's proportions when the pixels are not square.
     """
     import matplotlib
 
@@ -52,6 +58,7 @@ def comparison_figure(
     from matplotlib.patches import Rectangle
 
     columns = {"HR": hr, **methods}
+    aspect = pixel_mm[1] / pixel_mm[0]  # images are drawn transposed: rows follow the second axis
     lo, hi = np.percentile(hr, [0.5, 99.5])
     zoom = max(16, min(hr.shape) // 4)
     y, x = busiest_region(hr, zoom)
@@ -61,15 +68,16 @@ def comparison_figure(
     )
     for col, (name, image) in enumerate(columns.items()):
         top, mid, bottom = axes[0, col], axes[1, col], axes[2, col]
-        top.imshow(image.T, cmap="gray", vmin=lo, vmax=hi, origin="lower")
+        top.imshow(image.T, cmap="gray", vmin=lo, vmax=hi, origin="lower", aspect=aspect)
         top.add_patch(Rectangle((y - 0.5, x - 0.5), zoom, zoom, fill=False, edgecolor="yellow", lw=1))
         top.set_title(name, fontsize=10)
-        mid.imshow(image[y : y + zoom, x : x + zoom].T, cmap="gray", vmin=lo, vmax=hi, origin="lower")
+        crop = image[y : y + zoom, x : x + zoom].T
+        mid.imshow(crop, cmap="gray", vmin=lo, vmax=hi, origin="lower", aspect=aspect)
         if name == "HR":
             bottom.axis("off")
         else:
             shown = bottom.imshow(
-                np.abs(image - hr).T, cmap="magma", vmin=0, vmax=0.5 * err_max, origin="lower"
+                np.abs(image - hr).T, cmap="magma", vmin=0, vmax=0.5 * err_max, origin="lower", aspect=aspect
             )
             bottom.set_title(f"|{name} - HR|", fontsize=9)
         for ax in (top, mid, bottom):
