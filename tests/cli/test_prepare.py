@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -170,3 +172,65 @@ def test_prepare_skips_bids_derivatives_and_says_so(tmp_path, capsys):
     assert "3 volumes from 3 subjects" in printed and "note: skipped the derivatives folder(s)" in printed
     assert main(["prepare", str(root / "derivatives"), "--out", str(tmp_path / "d.json")]) == 0
     assert "3 volumes from 3 subjects" in capsys.readouterr().out  # given as DIR, it is used
+
+
+def test_prepare_notes_visits_names_subjects_by_a_pattern_and_keeps_a_split(data_dir, tmp_path, capsys):
+    for visit in ("p7_visit1", "p7_visit2"):
+        (data_dir / visit).mkdir()
+        write_nifti(data_dir / visit / "t1.nii.gz", np.arange(8.0).reshape(2, 2, 2), np.eye(4))
+    out = tmp_path / "m.json"
+    assert main(["prepare", str(data_dir), "--out", str(out)]) == 0
+    assert "look like several visits of one person (p7_visit1, p7_visit2)" in capsys.readouterr().out
+    pattern = "^(subj[0-9]+|p[0-9]+)"
+    assert main(["prepare", str(data_dir), "--out", str(out), "--overwrite", "--subject", pattern,
+                 "--ratios", "0.5", "0.25", "0.25"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "12 volumes from 11 subjects" in printed and "several visits" not in printed
+    before = {e.path: e.split for e in Manifest.load(out).entries}
+    # two more people, and one gone: the kept manifest's ratios and subject rule apply again
+    for name in ("subj10", "p8_visit1"):
+        (data_dir / name).mkdir()
+        write_nifti(data_dir / name / "t1.nii.gz", np.arange(8.0).reshape(2, 2, 2), np.eye(4))
+    shutil.rmtree(data_dir / "subj0")
+    grown = tmp_path / "grown.json"
+    assert main(["prepare", str(data_dir), "--out", str(grown), "--keep", str(out), "--seed", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "13 volumes from 12 subjects" in printed
+    assert (
+        "kept the splits of 10 subject(s)" in printed
+        and "dealt 2 new; 1 of its subjects were not found" in printed
+    )
+    manifest = Manifest.load(grown)
+    assert all(before[e.path] == e.split for e in manifest.entries if e.path in before)
+    assert manifest.ratios == (0.5, 0.25, 0.25) and manifest.extra == {"subject_pattern": pattern}
+    assert {e.subject for e in manifest.entries if "visit" in Path(e.path).parent.name} == {"p7", "p8"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--subject", "^(nobody)"], "--subject '^(nobody)' names no subject in 10 of 10 volume paths"),
+        (["--subject", "(subj"], "is not a regular expression"),
+        (["--keep", "missing.json"], "missing.json"),
+    ],
+)
+def test_prepare_refuses_a_bad_subject_rule_or_kept_manifest(data_dir, tmp_path, capsys, args, message):
+    out = tmp_path / "m.json"
+    assert main(["prepare", str(data_dir), "--out", str(out), *args]) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1
+    assert not out.exists()
+
+
+def test_prepare_notes_first_level_folders_named_like_visits(tmp_path, capsys):
+    root = tmp_path / "study"
+    for visit in ("baseline", "followup"):
+        for person in ("p01", "p02", "p03"):
+            (root / visit / person).mkdir(parents=True)
+            write_nifti(root / visit / person / "t1.nii.gz", np.arange(8.0).reshape(2, 2, 2), np.eye(4))
+    assert main(["prepare", str(root), "--out", str(tmp_path / "m.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "subjects named like visits (baseline, followup)" in printed
+    assert main(["prepare", str(root), "--out", str(tmp_path / "p.json"), "--subject", "^[^/]+/([^/]+)"]) == 0
+    assert "visits" not in capsys.readouterr().out.split("\n", 1)[1]
+    assert {e.subject for e in Manifest.load(tmp_path / "p.json").entries} == {"p01", "p02", "p03"}

@@ -21,6 +21,7 @@ from fagan.data.manifest import (
     resolve_volumes,
     scan_volumes,
     subject_of,
+    subject_pattern,
 )
 
 from .dicom_helpers import write_slice
@@ -269,3 +270,96 @@ def test_resolve_volumes_accepts_a_manifest_a_folder_or_a_file(tree, tmp_path):
     assert resolve_volumes(tree, "test") == scan_volumes(tree)
     assert resolve_volumes(tree / "patientB" / "series1", "test") == [tree / "patientB" / "series1"]
     assert resolve_volumes(tree / "loose_volume.nii.gz", "test") == [tree / "loose_volume.nii.gz"]
+
+
+def _visits_tree(root: Path) -> Path:
+    """Six people, two of them seen twice, as first-level folders ``p01_visit1``, ``p01_visit2``..."""
+    for name in ("p01_visit1", "p01_visit2", "p02_visit1", "p03_visit1", "p03_visit2", "p04_visit1"):
+        _touch_nifti(root / name / "t1.nii.gz")
+    _touch_nifti(root / "p05_visit1.nii.gz")
+    _touch_nifti(root / "p06_visit1.nii.gz")
+    return root
+
+
+def test_a_subject_pattern_names_one_person_across_visits(tmp_path):
+    root = _visits_tree(tmp_path)
+    grouped = subject_pattern(r"^(p\d+)_visit")
+    assert subject_of(root / "p01_visit2" / "t1.nii.gz", root, grouped) == "p01"
+    assert subject_of(root / "p05_visit1.nii.gz", root, grouped) == "p05"
+    assert subject_of(root / "p01_visit2" / "t1.nii.gz", root, subject_pattern(r"p\d+")) == "p01"  # no group
+    assert subject_of(root / "p01_visit2" / "t1.nii.gz", root, subject_pattern(r"^q")) is None
+    for seed in range(8):
+        manifest = make_manifest(root, ratios=(0.5, 0.25, 0.25), seed=seed, subject=r"^(p\d+)_visit")
+        assert sorted(manifest.subjects("train") + manifest.subjects("val") + manifest.subjects("test")) == [
+            f"p0{i}" for i in range(1, 7)
+        ]
+        split_of = {e.path: e.split for e in manifest.entries}
+        assert split_of[str(root / "p01_visit1/t1.nii.gz")] == split_of[str(root / "p01_visit2/t1.nii.gz")]
+    assert manifest.extra == {"subject_pattern": r"^(p\d+)_visit"}
+    assert Manifest.load(_saved(manifest, tmp_path / "m.json")).extra == manifest.extra
+
+
+def _saved(manifest: Manifest, path: Path) -> Path:
+    manifest.save(path)
+    return path
+
+
+def test_a_subject_pattern_must_name_every_volume_and_be_a_pattern(tmp_path):
+    root = _visits_tree(tmp_path)
+    _touch_nifti(root / "phantom" / "qa.nii.gz")
+    with pytest.raises(FaganError, match=r"names no subject in 1 of 9 volume paths \(phantom/qa.nii.gz\)"):
+        make_manifest(root, subject=r"^(p\d+)_")
+    with pytest.raises(FaganError, match="is not a regular expression"):
+        make_manifest(root, subject=r"^(p\d+")
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    new_seed=st.integers(0, 2**16),
+    before=st.integers(1, 12),
+    added=st.integers(1, 12),
+    ratios=st.sampled_from([(0.8, 0.1, 0.1), (0.6, 0.2, 0.2), (0.5, 0.5, 0.0), (1, 0, 0)]),
+)
+def test_a_kept_split_never_moves_a_subject_and_deals_new_ones_by_the_ratios(
+    tmp_path_factory, seed, new_seed, before, added, ratios
+):
+    root = tmp_path_factory.mktemp("grown")
+    _subject_tree(root, before)
+    first = make_manifest(root, ratios=ratios, seed=seed)
+    for i in range(before, before + added):
+        _touch_nifti(root / f"s{i:02d}" / "a.nii.gz")
+    grown = make_manifest(root, ratios=ratios, seed=new_seed, keep=first)
+    was = {e.path: e.split for e in first.entries}
+    assert all(was[e.path] == e.split for e in grown.entries if e.path in was)
+    # each new subject went to the split furthest below its share, so no split is more than one
+    # subject beyond what the ratios give the kept subjects plus the new ones
+    n = before + added
+    weights = np.asarray(ratios) / sum(ratios)
+    for split, weight in zip(SPLITS, weights, strict=True):
+        count, count_before = len(grown.subjects(split)), len(first.subjects(split))
+        assert count == count_before if weight == 0 else count <= max(count_before, np.ceil(weight * n) + 1)
+
+
+def test_a_kept_split_follows_a_subject_renamed_by_a_pattern_and_keeps_anatomy(tmp_path):
+    root = _visits_tree(tmp_path)
+    named = make_manifest(root, seed=2, subject=r"^(p\d+)_visit", anatomy="brain")
+    regrouped = make_manifest(root, seed=5, subject=r"^p\d+_visit\d", keep=named)
+    by_path = {e.path: e for e in named.entries}
+    for entry in regrouped.entries:  # each visit is now a subject, in the split its person had
+        assert entry.split == by_path[entry.path].split and entry.anatomy == "brain"
+
+
+def test_a_kept_split_that_tore_a_subject_apart_is_refused(tmp_path):
+    root = _visits_tree(tmp_path)
+    by_visit = make_manifest(root, ratios=(0.5, 0.5, 0))
+    splits = {e.subject: e.split for e in by_visit.entries}
+    torn = splits["p01_visit1"] != splits["p01_visit2"] or splits["p03_visit1"] != splits["p03_visit2"]
+    if not torn:  # make it so: the old rule put one person's visits in two splits
+        entries = [
+            ManifestEntry(e.path, e.subject, "val" if e.subject == "p01_visit2" else "train", e.anatomy)
+            for e in by_visit.entries
+        ]
+        by_visit = Manifest(entries)
+    with pytest.raises(FaganError, match=r"put the volumes of subject 'p0[13]' in train and val"):
+        make_manifest(root, subject=r"^(p\d+)_visit", keep=by_visit)

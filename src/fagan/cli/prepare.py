@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 
@@ -23,9 +24,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--ratios",
         nargs=3,
         type=float,
-        default=(0.8, 0.1, 0.1),
         metavar=("TRAIN", "VAL", "TEST"),
-        help="share of subjects per split, normalised to sum to 1 (default: 0.8 0.1 0.1)",
+        help="share of subjects per split, normalised to sum to 1 (default: 0.8 0.1 0.1, or the "
+        "ratios of the --keep manifest)",
+    )
+    parser.add_argument(
+        "--subject",
+        metavar="REGEX",
+        help="name subjects by this regular expression instead: its first group (or whole match) in "
+        "each volume's path relative to DIR, e.g. '^(p[0-9]+)_visit' so that p012_visit1/ and "
+        "p012_visit2/ are one person",
+    )
+    parser.add_argument(
+        "--keep",
+        metavar="JSON",
+        help="an earlier manifest of this data: its subjects stay in their splits (no earlier test "
+        "subject becomes a training one) and only new subjects are dealt; its ratios and --subject "
+        "rule apply unless given",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the subject shuffle (default: 0)")
     parser.add_argument(
@@ -45,7 +60,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fagan import FaganError
-    from fagan.data.manifest import BIDS_NOT_SCANS, BIDS_SUBJECT, SPLITS, check_ratios, make_manifest
+    from fagan.data.manifest import (
+        BIDS_NOT_SCANS,
+        BIDS_SUBJECT,
+        DEFAULT_RATIOS,
+        SPLITS,
+        Manifest,
+        check_ratios,
+        make_manifest,
+    )
 
     root = Path(args.dir)
     if not root.exists():
@@ -57,7 +80,12 @@ def run(args: argparse.Namespace) -> int:
         raise FaganError(f"{out}: a manifest is a .json file; name it like {out.with_suffix('.json').name}")
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
-    manifest = make_manifest(root, check_ratios(args.ratios), args.seed, args.anatomy)
+    keep = Manifest.load(args.keep) if args.keep is not None else None
+    ratios = args.ratios or (keep.ratios if keep is not None and keep.ratios else DEFAULT_RATIOS)
+    subject = args.subject
+    if subject is None and keep is not None and isinstance(keep.extra.get("subject_pattern"), str):
+        subject = keep.extra["subject_pattern"]  # the kept split's own subject rule
+    manifest = make_manifest(root, check_ratios(ratios), args.seed, args.anatomy, subject, keep)
     if args.check:
         _check_volumes([Path(e.path) for e in manifest.entries], root)
     manifest.save(out, overwrite=args.overwrite)
@@ -69,9 +97,9 @@ def run(args: argparse.Namespace) -> int:
     n_subjects = len({e.subject for e in manifest.entries})
     subjects = f"{n_subjects} subject{'' if n_subjects == 1 else 's'}"
     print(f"wrote {out}: {len(manifest.entries)} volumes from {subjects}; " + ", ".join(parts))
-    empty = [
-        split for split, ratio in zip(SPLITS, args.ratios, strict=True) if ratio > 0 and not counts[split]
-    ]
+    if keep is not None:
+        _note_kept(keep, manifest, Path(args.keep))
+    empty = [split for split, ratio in zip(SPLITS, ratios, strict=True) if ratio > 0 and not counts[split]]
     if empty:
         print(
             f"note: {subjects} cannot fill every split: "
@@ -83,7 +111,9 @@ def run(args: argparse.Namespace) -> int:
         for e in manifest.entries
         if Path(e.path).resolve().parent == root.resolve() and not BIDS_SUBJECT.match(e.subject)
     ]
-    if len(loose) > 1:
+    if subject is None:
+        _note_visits(sorted({e.subject for e in manifest.entries}))
+    if len(loose) > 1 and subject is None:
         print(
             f"note: {len(loose)} volumes lie directly in {root}, so each is a subject of its own; "
             "if one person has several, put each person's volumes in a folder of their own (or a "
@@ -98,6 +128,61 @@ def run(args: argparse.Namespace) -> int:
     if not args.check:
         _note_label_names([Path(e.path) for e in manifest.entries], root)
     return 0
+
+
+def _note_kept(keep, manifest, path: Path) -> None:
+    """Say how many subjects kept their split from ``keep``, how many were dealt, and how many of
+    ``keep``'s subjects the scan no longer found."""
+    old_paths = {Path(e.path).resolve() for e in keep.entries}
+    old_subjects = {e.subject for e in keep.entries}
+    new_paths = {Path(e.path).resolve() for e in manifest.entries}
+    new_subjects = {e.subject for e in manifest.entries}
+    kept = {
+        e.subject
+        for e in manifest.entries
+        if e.subject in old_subjects or Path(e.path).resolve() in old_paths
+    }
+    found = new_subjects | {e.subject for e in keep.entries if Path(e.path).resolve() in new_paths}
+    line = f"kept the splits of {len(kept)} subject(s) from {path}; dealt {len(new_subjects - kept)} new"
+    if old_subjects - found:
+        line += f"; {len(old_subjects - found)} of its subjects were not found in DIR and are left out"
+    print(line)
+
+
+#: Words that name a visit or time point: ``visit2``, ``ses-1``, ``tp3``, ``baseline``, ``followup``.
+_VISIT_WORD = (
+    r"(?:visit|ses|session|scan|tp|timepoint|time|fu|followup|follow-up|v|t|m|month|year|y|baseline|bl|"
+    r"pre|post|repeat|rescan|retest|test)[ _-]?[0-9]*"
+)
+#: A subject name ending in a visit marker: ``p012_visit2`` is ``p012`` at ``visit2``.
+_VISIT = re.compile(rf"^(?P<stem>.+?)[ _.-]+{_VISIT_WORD}$", re.IGNORECASE)
+
+
+def _note_visits(subjects: list[str]) -> None:
+    """Say (one line) when subjects look like visits of one person (``p012_visit1`` and
+    ``p012_visit2``, or first-level folders ``baseline/`` and ``followup/``), which the split
+    would treat as different people."""
+    visits = [name for name in subjects if re.fullmatch(_VISIT_WORD, name, re.IGNORECASE)]
+    if visits:
+        print(
+            f"note: subjects named like visits ({', '.join(visits[:3])}): the first folder under DIR "
+            "names the subject, so one person's visits may span two splits - if the person is the next "
+            "folder down, prepare again with --subject '^[^/]+/([^/]+)'"
+        )
+        return
+    stems: dict[str, list[str]] = {}
+    for name in subjects:
+        found = _VISIT.match(name)
+        if found:
+            stems.setdefault(found.group("stem"), []).append(name)
+    shared = {stem: names for stem, names in stems.items() if len(names) > 1}
+    if shared:
+        stem, names = next(iter(sorted(shared.items())))
+        print(
+            f"note: {len(shared)} name(s) look like several visits of one person ({', '.join(names[:3])}); "
+            f"each is a subject of its own, so one person may span two splits - if they are one person, "
+            f"prepare again with --subject naming the person, e.g. --subject '^({re.escape(stem)})'"
+        )
 
 
 #: Parts of file names that segmentations carry (M&Ms' _gt, BIDS' _dseg, ...).

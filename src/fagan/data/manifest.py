@@ -20,6 +20,14 @@ Subject rule used by :func:`make_manifest`, for a volume at ``root/<relative pat
    ``root/patient12/series3/`` (a DICOM series) belong to ``patient12``;
 3. otherwise (the volume lies directly in ``root``) the volume itself, named without its
    suffix, e.g. ``root/knee_004.h5`` is subject ``knee_004``.
+
+Where that rule does not fit a dataset's naming (repeat visits in folders ``p012_visit1`` and
+``p012_visit2`` are one person), a regular expression replaces it (``fagan prepare --subject``):
+its first group, or its whole match, in the volume's path relative to ``root`` names the subject.
+
+A new scan of a grown dataset can keep an earlier manifest's split (``fagan prepare --keep``):
+every subject of that manifest stays in its split, so no test subject of an earlier run becomes
+a training subject, and only the new subjects are dealt (:func:`make_manifest`).
 """
 
 from __future__ import annotations
@@ -41,6 +49,8 @@ from fagan.data.io import SUPPORTED_SUFFIXES, is_dicom
 log = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+#: Share of subjects per split when none is given.
+DEFAULT_RATIOS: tuple[float, float, float] = (0.8, 0.1, 0.1)
 #: An anatomy names the tables (and their files) of its volumes.
 _ANATOMY = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _-]*")
 #: A BIDS subject entity at the start of a folder or file name: ``sub-07`` of ``sub-07_T1w.nii.gz``.
@@ -270,9 +280,26 @@ def scan_volumes(root: str | os.PathLike) -> list[Path]:
     return sorted(found)
 
 
-def subject_of(path: str | os.PathLike, root: str | os.PathLike) -> str:
-    """The subject a volume belongs to, by the rule in this module's docstring."""
+def subject_pattern(pattern: str) -> re.Pattern[str]:
+    """``pattern`` compiled, or a one-line error when it is not a regular expression."""
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise FaganError(f"--subject {pattern!r} is not a regular expression ({exc})") from None
+
+
+def subject_of(
+    path: str | os.PathLike, root: str | os.PathLike, pattern: re.Pattern[str] | None = None
+) -> str | None:
+    """The subject a volume belongs to, by the rule in this module's docstring; with ``pattern``,
+    its first group (or whole match) searched in the path relative to ``root``, or None where it
+    does not match."""
     relative = Path(os.path.relpath(Path(path).resolve(), Path(root).resolve()))
+    if pattern is not None:
+        found = pattern.search(relative.as_posix())
+        if found is None:
+            return None
+        return next((g for g in found.groups() if g), None) if pattern.groups else found.group(0) or None
     parts = [p for p in relative.parts if p not in (".", "")]
     if not parts:
         return Path(root).resolve().name
@@ -316,18 +343,63 @@ def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
     return values  # type: ignore[return-value]
 
 
+def _deal_new(new: Sequence[str], kept: dict[str, str], ratios: Sequence[float], seed: int) -> dict[str, str]:
+    """Splits for the ``new`` subjects beside the ``kept`` ones: each, in a seeded shuffle, goes to
+    the split furthest below its share of the subjects counted so far (ties: train, val, test)."""
+    weights = np.asarray(ratios, dtype=np.float64) / float(np.sum(ratios))
+    counts = np.array([sum(split == s for split in kept.values()) for s in SPLITS], dtype=np.float64)
+    dealt: dict[str, str] = {}
+    for i in np.random.default_rng(seed).permutation(len(new)):
+        deficit = weights * (counts.sum() + 1) - counts
+        deficit[weights == 0] = -np.inf
+        choice = int(np.argmax(deficit))
+        counts[choice] += 1
+        dealt[new[i]] = SPLITS[choice]
+    return dealt
+
+
+def _kept_splits(keep: Manifest, subject_of_volume: dict[Path, str | None]) -> dict[str, str]:
+    """The split ``keep`` gave each scanned subject: by its name, or by the split of any of its
+    volumes that ``keep`` lists (a subject rule changed since); a subject whose volumes ``keep``
+    put in two splits is an error."""
+    by_subject = {e.subject: e.split for e in keep.entries}
+    by_path = {Path(e.path).resolve(): e.split for e in keep.entries}
+    splits: dict[str, set[str]] = {}
+    for volume, name in subject_of_volume.items():
+        assert name is not None
+        found = splits.setdefault(name, set())
+        found |= {by_subject[name]} if name in by_subject else set()
+        found |= {by_path[volume.resolve()]} if volume.resolve() in by_path else set()
+    torn = sorted(name for name, found in splits.items() if len(found) > 1)
+    if torn:
+        name = torn[0]
+        raise FaganError(
+            f"the manifest to keep put the volumes of subject {name!r} in "
+            f"{' and '.join(sorted(splits[name]))}"
+            f"{f' (and {len(torn) - 1} more subjects likewise)' if len(torn) > 1 else ''}; weights trained "
+            "on it have seen part of a test subject - prepare without --keep to deal every subject afresh"
+        )
+    return {name: found.pop() for name, found in splits.items() if found}
+
+
 def make_manifest(
     root: str | os.PathLike,
-    ratios: Sequence[float] = (0.8, 0.1, 0.1),
+    ratios: Sequence[float] = DEFAULT_RATIOS,
     seed: int = 0,
     anatomy: str | None = None,
+    subject: str | None = None,
+    keep: Manifest | None = None,
 ) -> Manifest:
     """Scan ``root`` and assign whole subjects to train / val / test (every entry of ``anatomy``,
     if given).
 
     ``ratios`` are relative weights (normalised to sum to 1) for the share of *subjects* per
     split; every split with a positive ratio gets at least one subject when there are enough.
-    The assignment depends only on the set of subjects and ``seed``.
+    The assignment depends only on the set of subjects and ``seed``. ``subject``, a regular
+    expression, replaces the subject rule (:func:`subject_of`); a volume it does not match is
+    an error. With ``keep``, an earlier manifest, its subjects keep their splits (and a volume
+    it lists keeps its anatomy unless ``anatomy`` is given); only subjects new to it are dealt,
+    one at a time to the split furthest below its share.
     """
     ratios = check_ratios(ratios)
     volumes = scan_volumes(root)
@@ -336,17 +408,35 @@ def make_manifest(
             f"{root}: no volumes found (looked for {', '.join(SUPPORTED_SUFFIXES)} files and DICOM "
             "series, recursively); point to the folder holding the data"
         )
-    subject = {v: subject_of(v, root) for v in volumes}
-    subjects = sorted(set(subject.values()))
-    order = np.random.default_rng(seed).permutation(len(subjects))
-    split_of: dict[str, str] = {}
-    start = 0
-    for name, count in zip(SPLITS, _split_counts(len(subjects), ratios), strict=True):
-        for i in order[start : start + count]:
-            split_of[subjects[i]] = name
-        start += count
-    entries = [ManifestEntry(str(v.resolve()), subject[v], split_of[subject[v]], anatomy) for v in volumes]
-    return Manifest(entries, seed=int(seed), ratios=ratios)
+    pattern = subject_pattern(subject) if subject is not None else None
+    subject_of_volume = {v: subject_of(v, root, pattern) for v in volumes}
+    unmatched = [os.path.relpath(v, root) for v, name in subject_of_volume.items() if name is None]
+    if unmatched:
+        shown = ", ".join(unmatched[:3]) + (f" and {len(unmatched) - 3} more" if len(unmatched) > 3 else "")
+        raise FaganError(
+            f"--subject {subject!r} names no subject in {len(unmatched)} of {len(volumes)} volume paths "
+            f"({shown}); it is searched in each path relative to {root}"
+        )
+    subjects = sorted({name for name in subject_of_volume.values() if name is not None})
+    kept = {} if keep is None else _kept_splits(keep, subject_of_volume)
+    if kept:
+        split_of = kept | _deal_new([s for s in subjects if s not in kept], kept, ratios, seed)
+    else:
+        order = np.random.default_rng(seed).permutation(len(subjects))
+        split_of = {}
+        start = 0
+        for name, count in zip(SPLITS, _split_counts(len(subjects), ratios), strict=True):
+            for i in order[start : start + count]:
+                split_of[subjects[i]] = name
+            start += count
+    anatomy_of = {} if keep is None else {Path(e.path).resolve(): e.anatomy for e in keep.entries}
+    entries = []
+    for volume, name in subject_of_volume.items():
+        assert name is not None
+        kept_anatomy = anatomy_of.get(volume.resolve())
+        entries.append(ManifestEntry(str(volume.resolve()), name, split_of[name], anatomy or kept_anatomy))
+    extra = {"subject_pattern": subject} if subject is not None else {}
+    return Manifest(entries, seed=int(seed), ratios=ratios, extra=extra)
 
 
 def resolve_entries(source: str | os.PathLike, split: str) -> list[tuple[Path, str | None]]:
@@ -371,6 +461,7 @@ def resolve_volumes(source: str | os.PathLike, split: str) -> list[Path]:
 __all__ = [
     "BIDS_NOT_SCANS",
     "BIDS_SUBJECT",
+    "DEFAULT_RATIOS",
     "SPLITS",
     "Manifest",
     "ManifestEntry",
@@ -380,4 +471,5 @@ __all__ = [
     "resolve_volumes",
     "scan_volumes",
     "subject_of",
+    "subject_pattern",
 ]
