@@ -322,9 +322,7 @@ def test_evaluate_names_a_volume_too_small_for_a_scale_before_any_work(setup, ca
     assert scored == [] and not out.exists()  # refused before the first volume was upscaled
 
 
-def test_evaluate_records_what_made_its_numbers_and_refuses_a_split_of_a_folder(
-    setup, capsys
-) -> None:
+def test_evaluate_records_what_made_its_numbers_and_refuses_a_split_of_a_folder(setup, capsys) -> None:
     import json
 
     from fagan.models.release import read_metadata
@@ -363,3 +361,23 @@ def test_evaluate_warns_when_the_scored_planes_hold_thick_voxels(setup, capsys) 
     printed = capsys.readouterr().out
     assert "warning: t has 3 mm voxels along axis 0, in the planes being scored" in printed
     assert "evaluate with --axis 0" in printed
+
+
+def test_evaluate_takes_subjects_from_the_manifest_and_summarises_over_them(setup, tmp_path) -> None:
+    import json
+
+    from fagan.data.manifest import Manifest, ManifestEntry
+
+    _, weights, _ = setup
+    manifest = phantom_manifest(tmp_path / "data")
+    loaded = Manifest.load(manifest)  # the two test volumes become two visits of one person
+    Manifest(
+        [ManifestEntry(e.path, "person" if e.split == "test" else e.subject, e.split) for e in loaded.entries]
+    ).save(manifest, overwrite=True)
+    out = tmp_path / "ev"
+    assert main(["evaluate", "--weights", str(weights[4]), "--data", str(manifest), "--out", str(out)]) == 0
+    with open(out / "per_volume.csv") as f:
+        assert {r["subject"] for r in csv.DictReader(f)} == {"person"}
+    assert "2 volumes of 1 subject; mean ± std over subjects" in (out / "tables.md").read_text()
+    record = json.loads((out / "evaluation.json").read_text())
+    assert [v["subject"] for v in record["volumes"]] == ["person", "person"]

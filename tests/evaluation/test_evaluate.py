@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -57,8 +58,13 @@ def test_masked_scores() -> None:
     pooled = []
     for k in range(hr.shape[2]):
         _, local = structural_similarity(
-            hr[:, :, k], sr[:, :, k], gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-            data_range=data_range, full=True,
+            hr[:, :, k],
+            sr[:, :, k],
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            data_range=data_range,
+            full=True,
         )
         pooled.append(local[5:-5, 5:-5][mask[5:-5, 5:-5, k]])
     assert 0.05 < mask.mean() < 0.95 and inside.ssim_fg != pytest.approx(inside.ssim, abs=1e-3)
@@ -167,3 +173,48 @@ def test_a_table_names_the_volumes_its_means_leave_out() -> None:
     assert (psnr.n, psnr.mean, ssim.n, ssim.mean) == (2, 26.0, 1, 0.91)
     (whole,) = psnr_ssim_tables(Evaluation(rows=rows))
     assert "left out" not in whole.title
+
+
+def _two_visits() -> Evaluation:
+    """Three people, the first scanned twice; FA-GAN's gain over bicubic is 1, 3 (p1), 2 and 4 dB."""
+    rows = []
+    for volume, person, gain in (
+        ("p1_v1", "p1", 1.0),
+        ("p1_v2", "p1", 3.0),
+        ("p2", "p2", 2.0),
+        ("p3", "p3", 4.0),
+    ):
+        base = 30.0 + len(rows)
+        rows.append(Row("bicubic", 2, volume, "brain", base, 0.8, base, 0.8, 0.1, person))
+        rows.append(Row("fagan", 2, volume, "brain", base + gain, 0.9, base + gain, 0.9, 0.1, person))
+    return Evaluation(rows=rows)
+
+
+def test_tables_and_tests_summarise_over_subjects_when_a_subject_has_several_volumes() -> None:
+    ev = _two_visits()
+    assert ev.repeated_subjects() and len(ev.values("fagan", 2, "psnr")) == 4
+    (table,) = psnr_ssim_tables(ev)
+    assert "4 volumes of 3 subjects; mean ± std over subjects, each the mean of its volumes" in table.title
+    bicubic, fagan = (row[1] for row in table.rows)
+    assert fagan.n == 3 and fagan.mean == pytest.approx(((31 + 35) / 2 + 36 + 40) / 3)
+    assert bicubic.n == 3 and bicubic.mean == pytest.approx(((30 + 32) / 2 + 34 + 36) / 3)
+    tests = paired_tests_table(ev, "fagan")
+    assert tests.columns[-1] == "subjects" and "over subjects" in tests.title
+    (row,) = tests.rows
+    assert row[-1] == 3 and row[2] == 2.0  # median of the subjects' gains 2, 2, 4
+    # every volume a person of its own: over volumes, as before
+    alone = Evaluation(rows=[dataclasses.replace(r, subject="") for r in ev.rows])
+    assert not alone.repeated_subjects()
+    assert "4 volumes; mean ± std over volumes" in psnr_ssim_tables(alone)[0].title
+    assert paired_tests_table(alone, "fagan").rows[0][-1] == 4
+
+
+def test_per_volume_rows_keep_their_subject(tmp_path) -> None:
+    ev = _two_visits()
+    write_rows(ev.rows, tmp_path / "rows.csv")
+    assert read_rows(tmp_path / "rows.csv") == ev.rows
+    old = tmp_path / "old.csv"  # written before subjects were recorded
+    old.write_text(
+        "\n".join(",".join(line.split(",")[:9]) for line in (tmp_path / "rows.csv").read_text().splitlines())
+    )
+    assert [r.subject for r in read_rows(old)] == [""] * 8

@@ -172,7 +172,13 @@ def _write_record(path: Path, args: argparse.Namespace, files: list, metas: list
         "data": str(Path(args.data).resolve()) if args.data else "fagan.data.sample",
         "split": args.split or "test",
         "volumes": [
-            {"name": v.name, "anatomy": v.anatomy, "path": str(Path(v.path).resolve())} for v in volumes
+            {
+                "name": v.name,
+                "subject": v.subject or v.name,
+                "anatomy": v.anatomy,
+                "path": str(Path(v.path).resolve()),
+            }
+            for v in volumes
         ],
         "axis": args.axis,
         "consistency": not args.no_consistency,

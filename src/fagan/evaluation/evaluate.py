@@ -54,9 +54,12 @@ class Method:
 
 @dataclass(frozen=True)
 class EvalVolume:
+    """A test volume; ``subject`` is the person it belongs to (None: a person of its own)."""
+
     name: str
     anatomy: str
     path: Path
+    subject: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,9 +75,16 @@ class Row:
     psnr_fg: float
     ssim_fg: float
     seconds: float
+    subject: str = ""  # the person the volume belongs to ("": a person of its own)
+
+    @property
+    def person(self) -> str:
+        return self.subject or self.volume
 
 
-ROW_FIELDS = ("method", "scale", "volume", "anatomy", "psnr", "ssim", "psnr_fg", "ssim_fg", "seconds")
+ROW_FIELDS = (
+    "method", "scale", "volume", "anatomy", "psnr", "ssim", "psnr_fg", "ssim_fg", "seconds", "subject"
+)  # fmt: skip
 
 
 @dataclass
@@ -101,11 +111,36 @@ class Evaluation:
 
     def values(self, method: str, scale: int, metric: str, anatomy: str | None = None) -> list[float]:
         """Per-volume values of ``metric``, in volume order."""
+        return [getattr(r, metric) for r in self._rows(method, scale, anatomy)]
+
+    def _rows(self, method: str, scale: int, anatomy: str | None) -> list[Row]:
         return [
-            getattr(r, metric)
+            r
             for r in self.rows
             if r.method == method and r.scale == scale and (anatomy is None or r.anatomy == anatomy)
         ]
+
+    def repeated_subjects(self, anatomy: str | None = None) -> bool:
+        """Whether some subject has several volumes among those of ``anatomy`` (None: all)."""
+        volumes = {(r.person, r.volume) for r in self.rows if anatomy is None or r.anatomy == anatomy}
+        return len({person for person, _ in volumes}) < len(volumes)
+
+    def samples(self, method: str, scale: int, metric: str, anatomy: str | None = None) -> list[float]:
+        """The independent samples of ``metric`` that tables summarise and tests pair: per-volume
+        values, or, when a subject has several volumes (:meth:`repeated_subjects`), each subject's
+        mean over its volumes with a finite value (a subject with none gives NaN), in the order
+        subjects first appear. Volumes of one person are not independent samples."""
+        rows = self._rows(method, scale, anatomy)
+        if not self.repeated_subjects(anatomy):
+            return [getattr(r, metric) for r in rows]
+        by_person: dict[str, list[float]] = {}
+        for r in rows:
+            by_person.setdefault(r.person, []).append(getattr(r, metric))
+        means = []
+        for values in by_person.values():
+            finite = [v for v in values if math.isfinite(v)]
+            means.append(sum(finite) / len(finite) if finite else math.nan)
+        return means
 
 
 def evaluate(
@@ -211,7 +246,9 @@ def evaluate(
                         sr = np.concatenate([sr[..., t] for t in range(len(parts))], axis=axis)
                 seconds = time.perf_counter() - start
                 s = score_volume(sr, hr, axis, mask=mask)
-                result.rows.append(Row(method.name, scale, info.name, info.anatomy, *s, seconds))
+                result.rows.append(
+                    Row(method.name, scale, info.name, info.anatomy, *s, seconds, info.subject or "")
+                )
                 progress(
                     f"x{scale} {info.name}: {method.name} PSNR {s.psnr:.2f} dB, "
                     f"SSIM {s.ssim:.4f} ({seconds:.1f} s)"
@@ -353,7 +390,7 @@ def psnr_ssim_tables(ev: Evaluation, number_from: int = 1, foreground: bool = Fa
             row: list = [method]
             for scale in ev.scales():
                 for metric in ("psnr", "ssim"):
-                    values = ev.values(method, scale, metric + suffix, anatomy)
+                    values = ev.samples(method, scale, metric + suffix, anatomy)
                     ok = [v for v in values if math.isfinite(v)]
                     row.append(summarise(ok) if ok else "")
                     for r in ev.rows:
@@ -361,7 +398,6 @@ def psnr_ssim_tables(ev: Evaluation, number_from: int = 1, foreground: bool = Fa
                             if not math.isfinite(getattr(r, metric + suffix)):
                                 unscored.setdefault(f"{r.volume} (x{scale} {metric.upper()})")
             rows.append(tuple(row))
-        n = len({r.volume for r in ev.rows if anatomy is None or r.anatomy == anatomy})
         # e.g. a foreground mask with nothing outside SSIM's border: the cell's mean is of the rest
         missing = f"; without a finite score, left out: {', '.join(unscored)}" if unscored else ""
         group_key = (anatomy or "all").replace(" ", "_")
@@ -369,12 +405,24 @@ def psnr_ssim_tables(ev: Evaluation, number_from: int = 1, foreground: bool = Fa
         tables.append(
             Table(
                 name,
-                f"PSNR / SSIM{what}, {group} ({n} volume{'s' * (n != 1)}; mean ± std over volumes{missing})",
+                f"PSNR / SSIM{what}, {group} ({_counted(ev, anatomy)}{missing})",
                 tuple(columns),
                 tuple(rows),
             )
         )
     return tables
+
+
+def _counted(ev: Evaluation, anatomy: str | None) -> str:
+    """What a table's cells summarise: ``5 volumes; mean ± std over volumes``, or over subjects
+    when a subject has several volumes."""
+    rows = [r for r in ev.rows if anatomy is None or r.anatomy == anatomy]
+    n = len({r.volume for r in rows})
+    volumes = f"{n} volume{'s' * (n != 1)}"
+    if not ev.repeated_subjects(anatomy):
+        return f"{volumes}; mean ± std over volumes"
+    m = len({r.person for r in rows})
+    return f"{volumes} of {m} subject{'s' * (m != 1)}; mean ± std over subjects, each the mean of its volumes"
 
 
 def fid_table(ev: Evaluation, name: str = "table5_fid") -> Table:
@@ -394,7 +442,9 @@ def fid_table(ev: Evaluation, name: str = "table5_fid") -> Table:
 
 def paired_tests_table(ev: Evaluation, reference: str, name: str = "paired_tests") -> Table:
     """Wilcoxon signed-rank test of ``reference`` against every other method, per scale, over
-    all volumes: median paired difference in PSNR and SSIM and the two-sided p-value."""
+    all volumes (over subjects, each the mean of its volumes, when a subject has several):
+    median paired difference in PSNR and SSIM and the two-sided p-value."""
+    unit = "subjects" if ev.repeated_subjects() else "volumes"
     rows = []
     for scale in ev.scales():
         methods = ev.methods(scale)
@@ -403,17 +453,17 @@ def paired_tests_table(ev: Evaluation, reference: str, name: str = "paired_tests
         for other in methods:
             if other == reference:
                 continue
-            p = paired_test(ev.values(reference, scale, "psnr"), ev.values(other, scale, "psnr"))
-            q = paired_test(ev.values(reference, scale, "ssim"), ev.values(other, scale, "ssim"))
+            p = paired_test(ev.samples(reference, scale, "psnr"), ev.samples(other, scale, "psnr"))
+            q = paired_test(ev.samples(reference, scale, "ssim"), ev.samples(other, scale, "ssim"))
             rows.append(
                 (f"x{scale}", other, p.median_difference, p.p_value, q.median_difference, q.p_value, p.n)
             )
     return Table(
         name,
-        f"{reference} against each method: Wilcoxon signed-rank test over volumes",
-        ("scale", "against", "median ΔPSNR (dB)", "p (PSNR)", "median ΔSSIM", "p (SSIM)", "volumes"),
+        f"{reference} against each method: Wilcoxon signed-rank test over {unit}",
+        ("scale", "against", "median ΔPSNR (dB)", "p (PSNR)", "median ΔSSIM", "p (SSIM)", unit),
         tuple(rows),
-        "Two-sided; with n volumes the smallest possible p is 2/2^n (0.0625 for 5).",
+        f"Two-sided; with n {unit} the smallest possible p is 2/2^n (0.0625 for 5).",
     )
 
 
@@ -426,7 +476,7 @@ def write_rows(rows: Sequence[Row], path: str | os.PathLike) -> None:
             writer.writerow(
                 [r.method, r.scale, r.volume, r.anatomy]
                 + [f"{getattr(r, k):.6f}" for k in ("psnr", "ssim", "psnr_fg", "ssim_fg")]
-                + [f"{r.seconds:.3f}"]
+                + [f"{r.seconds:.3f}", r.subject]
             )
 
 
@@ -439,6 +489,7 @@ def read_rows(path: str | os.PathLike) -> list[Row]:
                 d["volume"],
                 d["anatomy"],
                 *(float(d[k]) for k in ("psnr", "ssim", "psnr_fg", "ssim_fg", "seconds")),
+                d.get("subject") or "",  # files written before subjects were recorded
             )
             for d in csv.DictReader(f)
         ]
@@ -446,7 +497,7 @@ def read_rows(path: str | os.PathLike) -> list[Row]:
 
 def evaluation_volumes(data: str | os.PathLike | None = None, split: str = "test") -> list[EvalVolume]:
     """The volumes of ``split``: from a manifest (or a folder), or the embedded sample data."""
-    from fagan.data.manifest import resolve_entries
+    from fagan.data.manifest import Manifest, resolve_entries, subject_of
     from fagan.data.sample import sample_volumes
 
     if data is None:
@@ -455,10 +506,19 @@ def evaluation_volumes(data: str | os.PathLike | None = None, split: str = "test
     paths = [path for path, _ in entries]
     if not paths:
         raise ValueError(f"{data} has no volumes in its {split} split")
+    if Path(data).is_dir():  # prepare's subject rule
+        subjects: list[str | None] = [subject_of(p, data) for p in paths]
+    elif Path(data).suffix.lower() == ".json":
+        subjects = [e.subject for e in Manifest.load(data).entries if e.split == split]
+    else:
+        subjects = [None]
     names = [volume_stem(p.name) for p in paths]
     if len(set(names)) != len(names):  # same file name in different subject folders
         names = [f"{p.parent.name}/{volume_stem(p.name)}" for p in paths]
-    return [EvalVolume(n, a or "MRI", p) for n, (p, a) in zip(names, entries, strict=True)]
+    return [
+        EvalVolume(n, a or "MRI", p, subject)
+        for n, (p, a), subject in zip(names, entries, subjects, strict=True)
+    ]
 
 
 __all__ = [

@@ -202,8 +202,8 @@ def _mark(on: bool) -> str:
 
 
 def _overall(ev: Evaluation, method: str, scale: int) -> tuple[Any, Any, float]:
-    psnr, ssim = ev.values(method, scale, "psnr"), ev.values(method, scale, "ssim")
-    gain = [a - b for a, b in zip(psnr, ev.values(BICUBIC, scale, "psnr"), strict=True)]
+    psnr, ssim = ev.samples(method, scale, "psnr"), ev.samples(method, scale, "ssim")
+    gain = [a - b for a, b in zip(psnr, ev.samples(BICUBIC, scale, "psnr"), strict=True)]
     return summarise(psnr), summarise(ssim), float(sum(gain) / len(gain))
 
 

@@ -2,7 +2,9 @@
 
 Scores are computed per volume (fastMRI's convention) and then summarised over volumes, so
 ``n`` below is the number of test volumes, not of slices: slices of one subject are not
-independent samples.
+independent samples. Where a subject has several test volumes, the evaluation passes each
+subject's mean instead (:meth:`fagan.evaluation.evaluate.Evaluation.samples`), and ``n`` counts
+subjects.
 """
 
 from __future__ import annotations
