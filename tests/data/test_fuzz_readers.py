@@ -640,11 +640,14 @@ def test_nifti_header_lies_are_named(tmp_path) -> None:
     # 1024^3 int16 voxels (2 GiB) claimed by a 25 kB .nii.gz: refused before allocating.
     huge = _gzip(tamper_nifti(nifti, ((("dim", 1, 1024), ("dim", 2, 1024), ("dim", 3, 1024)), None)))
     _refused(_write(tmp_path, "huge.nii.gz", huge), "more than a")
-    # A zeroed sform row made voxel axis 0 of length 0; the qform of this file is valid, and the
-    # message says how to use it. Without a qform, the affine itself is named.
+    # A zeroed sform row made voxel axis 0 of length 0; the qform of this file is valid and
+    # places it instead. Without a qform, the affine itself is named.
     zeroed = (("srow", 0, 0.0), ("srow", 1, 0.0), ("srow", 2, 0.0))
-    flat = tamper_nifti(nifti, (zeroed, None))
-    _refused(_write(tmp_path, "flat.nii", flat), "sform is singular but the qform is valid; set sform_code")
+    flat = read_volume(_write(tmp_path, "flat.nii", tamper_nifti(nifti, (zeroed, None))))
+    import nibabel as nib
+
+    np.testing.assert_allclose(flat.affine, nib.load(NIFTI_SEED).get_qform(), atol=1e-6)
+    assert flat.meta["geometry"] == "qform, the sform being singular"
     alone = tamper_nifti(nifti, ((*zeroed, ("qform_code", 0, 0)), None))
     _refused(_write(tmp_path, "alone.nii", alone), "the affine is singular")
 

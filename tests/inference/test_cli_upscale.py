@@ -102,6 +102,23 @@ def test_the_output_keeps_the_space_of_the_input(tmp_path, weights_dir, sform, q
     np.testing.assert_allclose(sr.affine[:3, 0] * 2, lr.affine[:3, 0])  # the same orientation
 
 
+def test_a_singular_sform_gives_way_to_a_valid_qform_with_a_warning(tmp_path, weights_dir, capsys) -> None:
+    affine = np.diag([1.5, 1.5, 4.0, 1.0])
+    affine[:3, 3] = [-10, 20, 5]
+    img = nib.Nifti1Image(np.random.default_rng(0).random((12, 10, 4)).astype(np.float32), affine)
+    img.set_qform(affine, 1)
+    img.set_sform(np.diag([1.5, 0.0, 4.0, 1.0]), 2)  # a zeroed column: voxel axis 1 of length 0
+    nib.save(img, tmp_path / "lr.nii")
+    out = tmp_path / "sr.nii"
+    argv = ["upscale", str(tmp_path / "lr.nii"), "-o", str(out), "--scale", "2"]
+    assert main([*argv, "--weights", str(weights_dir / "x2.safetensors")]) == 0
+    assert "its sform is set but singular, so its valid qform places it" in capsys.readouterr().err
+    sr = nib.load(out)
+    assert int(sr.header["sform_code"]) == int(sr.header["qform_code"]) == 1
+    np.testing.assert_allclose(sr.header.get_sform(), sr.header.get_qform(), atol=1e-5)
+    np.testing.assert_allclose(sr.affine, resampled_affine(affine, 2, axis=2), atol=1e-5)
+
+
 def test_a_qform_that_differs_from_the_sform_is_kept_and_resampled_alike(tmp_path, weights_dir) -> None:
     """A registered file (sform: aligned space, qform: the scanner's) keeps both transforms, each
     resampled, so a reader of either (ITK reads the qform, FSL the sform) overlays output and input."""
@@ -259,8 +276,11 @@ def test_a_series_volume_that_cannot_be_normalised_is_named_with_the_frame_advic
     nib.save(nib.Nifti1Image(np.stack([good, flat], -1).astype(np.float32), np.eye(4)), tmp_path / "s.nii")
     weights = str(weights_dir / "x2.safetensors")
     argv = ["upscale", str(tmp_path / "s.nii"), "--scale", "2", "--weights", weights]
-    _fails(capsys, [*argv, "-o", str(tmp_path / "x.nii")],
-           "s.nii: volume 1 of 2 cannot be normalised (the image is constant")
+    _fails(
+        capsys,
+        [*argv, "-o", str(tmp_path / "x.nii")],
+        "s.nii: volume 1 of 2 cannot be normalised (the image is constant",
+    )
     _fails(capsys, [*argv, "-o", str(tmp_path / "x.nii")], "; upscale the others one by one with --frame N")
     assert not (tmp_path / "x.nii").exists()
     assert main([*argv, "-o", str(tmp_path / "v0.nii"), "--frame", "0"]) == 0
@@ -328,14 +348,44 @@ def test_a_dicom_series_with_time_points_comes_back_4d(tmp_path, weights_dir) ->
                 AcquisitionTime=f"1200{3 * t:02d}.5{k}",  # 3 s apart (slices 10 ms apart)
             )
     out = tmp_path / "sr.nii"
-    assert main(["upscale", str(series), "-o", str(out), "--scale", "2", "--weights",
-                 str(weights_dir / "x2.safetensors")]) == 0
+    assert (
+        main(
+            [
+                "upscale",
+                str(series),
+                "-o",
+                str(out),
+                "--scale",
+                "2",
+                "--weights",
+                str(weights_dir / "x2.safetensors"),
+            ]
+        )
+        == 0
+    )
     img = nib.load(out)
     assert img.shape == (20, 16, 3, 2)
     np.testing.assert_allclose(img.header.get_zooms(), (0.4, 0.4, 2.0, 3.0), rtol=1e-5)
     assert int(img.header["sform_code"]) == 1 and img.header.get_xyzt_units() == ("mm", "sec")
-    assert main(["upscale", str(series), "-o", str(tmp_path / "one.npy"), "--scale", "2", "--frame", "1",
-                 "--axis", "2", "--weights", str(weights_dir / "x2.safetensors")]) != 0  # 3 slices
+    assert (
+        main(
+            [
+                "upscale",
+                str(series),
+                "-o",
+                str(tmp_path / "one.npy"),
+                "--scale",
+                "2",
+                "--frame",
+                "1",
+                "--axis",
+                "2",
+                "--weights",
+                str(weights_dir / "x2.safetensors"),
+            ]
+        )
+        != 0
+    )  # 3 slices
     # a cine series of one slice: its time points are not slices, so one of them is a 2D image
     cine = tmp_path / "cine"
     cine.mkdir()
@@ -343,8 +393,23 @@ def test_a_dicom_series_with_time_points_comes_back_4d(tmp_path, weights_dir) ->
         pixels = (rng.random((8, 10)) * 2000).astype(np.uint16)
         write_slice(cine / f"t{t}.dcm", pixels, position=(0.0, 0.0, 0.0), instance=t + 1,
                     TemporalPositionIdentifier=t + 1)  # fmt: skip
-    assert main(["upscale", str(cine), "-o", str(tmp_path / "t1.npy"), "--scale", "2", "--frame", "1",
-                 "--weights", str(weights_dir / "x2.safetensors")]) == 0
+    assert (
+        main(
+            [
+                "upscale",
+                str(cine),
+                "-o",
+                str(tmp_path / "t1.npy"),
+                "--scale",
+                "2",
+                "--frame",
+                "1",
+                "--weights",
+                str(weights_dir / "x2.safetensors"),
+            ]
+        )
+        == 0
+    )
     assert np.load(tmp_path / "t1.npy").shape == (20, 16)
 
 

@@ -300,8 +300,9 @@ def _clipping(source: object, array: np.ndarray, choice: str) -> bool:
 
 
 def _warn_geometry(source: object, volume: Volume, axis: int, output: Path) -> None:
-    """Warn (on stderr, one line each) when a DICOM input has no geometry for a NIfTI output, and
-    when the planes to be upscaled hold the volume's thick voxels."""
+    """Warn (on stderr, one line each) when a DICOM input has no geometry for a NIfTI output, when
+    a NIfTI input is placed by its qform because its sform is singular, and when the planes to be
+    upscaled hold the volume's thick voxels."""
     import sys
 
     from fagan.inference.geometry import coarse_in_plane_axis, voxel_sizes
@@ -311,6 +312,12 @@ def _warn_geometry(source: object, volume: Volume, axis: int, output: Path) -> N
         print(  # a DICOM without (valid) position or orientation
             f"fagan: warning: {source} has no usable patient position and orientation; the output "
             "keeps its voxel sizes, but not the scanner's coordinates",
+            file=sys.stderr,
+        )
+    if volume.meta.get("geometry") == "qform, the sform being singular":
+        print(
+            f"fagan: warning: {source}: its sform is set but singular, so its valid qform places it; "
+            "the output has that transform as its sform and qform",
             file=sys.stderr,
         )
     coarse = coarse_in_plane_axis(volume.affine, volume.array.shape[:3], axis)

@@ -459,12 +459,12 @@ def _read_nifti(path: Path, frame: int | str | None) -> tuple[np.ndarray, np.nda
     sform, qform = (int(img.header[f"{x}form_code"]) for x in "sq")
     meta["xform_code"] = sform if sform > 0 else qform
     affine = _in_mm(img, img.affine)
-    singular = _singular(affine)  # refused by _finish; first named here when the qform would do
+    singular = _singular(affine)  # refused by _finish, unless the qform can stand in
     if sform > 0 and qform > 0 and singular and not _singular(img.get_qform()):
-        raise FaganError(
-            f"{path}: the sform is singular but the qform is valid; set sform_code to 0 so that "
-            "readers use the qform (nibabel: img.set_sform(None, 0))"
-        )
+        # A set sform that cannot map voxels to space (a zeroed row, say): the valid qform is the
+        # only placement the file holds. Its output carries the qform's transform in both fields.
+        affine, singular = _in_mm(img, img.get_qform()), False
+        meta["xform_code"], meta["geometry"] = qform, "qform, the sform being singular"
     # The display window viewers open it with (cal_min, cal_max), in the units the output keeps;
     # what the values are (intent: a z or t statistic, say; labels were refused above); and the
     # colour map some viewers (FSLeyes, MRIcroGL) take from aux_file.
@@ -489,7 +489,7 @@ def _read_nifti(path: Path, frame: int | str | None) -> tuple[np.ndarray, np.nda
     # reads the qform unless the sform says scanner). Such a qform, or one with its own code, is
     # kept as the map from the affine's world to the qform's, which no resampling or cropping of
     # the voxel grid changes: the output's qform is that map times the output's affine.
-    if sform > 0 and qform > 0 and not singular:
+    if sform > 0 and qform > 0 and not singular and "geometry" not in meta:
         q = _in_mm(img, img.get_qform())
         if qform != sform or not np.allclose(q, affine, rtol=0, atol=1e-4):
             meta["qform_world"], meta["qform_code"] = q @ np.linalg.inv(affine), qform
