@@ -169,7 +169,8 @@ def test_prepare_skips_bids_derivatives_and_says_so(tmp_path, capsys):
                     np.arange(8.0).reshape(2, 2, 2), np.eye(4))  # fmt: skip
     assert main(["prepare", str(root), "--out", str(tmp_path / "m.json")]) == 0
     printed = capsys.readouterr().out
-    assert "3 volumes from 3 subjects" in printed and "note: skipped the derivatives folder(s)" in printed
+    assert "3 volumes from 3 subjects" in printed and "note: skipped 1 folder(s)" in printed
+    assert "(derivatives)" in printed
     assert main(["prepare", str(root / "derivatives"), "--out", str(tmp_path / "d.json")]) == 0
     assert "3 volumes from 3 subjects" in capsys.readouterr().out  # given as DIR, it is used
 
@@ -234,3 +235,18 @@ def test_prepare_notes_first_level_folders_named_like_visits(tmp_path, capsys):
     assert main(["prepare", str(root), "--out", str(tmp_path / "p.json"), "--subject", "^[^/]+/([^/]+)"]) == 0
     assert "visits" not in capsys.readouterr().out.split("\n", 1)[1]
     assert {e.subject for e in Manifest.load(tmp_path / "p.json").entries} == {"p01", "p02", "p03"}
+
+
+def test_prepare_names_skipped_folders_at_any_depth(tmp_path, capsys):
+    root = tmp_path / "study"
+    for site in ("siteA", "siteB"):
+        (root / site / "sub-01" / "anat").mkdir(parents=True)
+        write_nifti(root / site / "sub-01" / "anat" / "t1.nii.gz", np.arange(8.0).reshape(2, 2, 2), np.eye(4))
+        (root / site / "sourcedata" / "sub-01").mkdir(parents=True)
+        write_nifti(
+            root / site / "sourcedata" / "sub-01" / "t1.nii.gz", np.arange(8.0).reshape(2, 2, 2), np.eye(4)
+        )
+    assert main(["prepare", str(root), "--out", str(tmp_path / "m.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "2 volumes" in printed and "skipped 2 folder(s)" in printed
+    assert "siteA/sourcedata, siteB/sourcedata" in printed

@@ -119,15 +119,28 @@ def run(args: argparse.Namespace) -> int:
             "if one person has several, put each person's volumes in a folder of their own (or a "
             "BIDS sub-* folder) and prepare again, so that no person spans two splits"
         )
-    skipped = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name in BIDS_NOT_SCANS)
+    skipped = _skipped_folders(root, BIDS_NOT_SCANS)
     if skipped:
+        shown = ", ".join(skipped[:3]) + (f" and {len(skipped) - 3} more" if len(skipped) > 3 else "")
         print(
-            f"note: skipped the {' and '.join(skipped)} folder(s) (other versions of the scans, as in "
-            "BIDS); to use one, give it as DIR"
+            f"note: skipped {len(skipped)} folder(s) of other versions of the scans, as in BIDS ({shown}); "
+            "to use one, give it as DIR"
         )
     if not args.check:
         _note_label_names([Path(e.path) for e in manifest.entries], root)
     return 0
+
+
+def _skipped_folders(root: Path, names: frozenset[str]) -> list[str]:
+    """The folders under ``root``, at any depth, that the scan skips by name (relative paths)."""
+    import os
+
+    found = []
+    for folder, dirs, _ in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [os.path.relpath(Path(folder) / d, root) for d in dirs if d in names]
+        dirs[:] = [d for d in dirs if d not in names]
+    return found
 
 
 def _note_kept(keep, manifest, path: Path) -> None:
