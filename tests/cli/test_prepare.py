@@ -181,7 +181,7 @@ def test_prepare_notes_visits_names_subjects_by_a_pattern_and_keeps_a_split(data
         write_nifti(data_dir / visit / "t1.nii.gz", np.arange(8.0).reshape(2, 2, 2), np.eye(4))
     out = tmp_path / "m.json"
     assert main(["prepare", str(data_dir), "--out", str(out)]) == 0
-    assert "look like several visits of one person (p7_visit1, p7_visit2)" in capsys.readouterr().out
+    assert "may be several visits of one person (p7_visit1, p7_visit2)" in capsys.readouterr().out
     pattern = "^(subj[0-9]+|p[0-9]+)"
     assert main(["prepare", str(data_dir), "--out", str(out), "--overwrite", "--subject", pattern,
                  "--ratios", "0.5", "0.25", "0.25"]) == 0  # fmt: skip
@@ -212,7 +212,7 @@ def test_prepare_notes_visits_names_subjects_by_a_pattern_and_keeps_a_split(data
     [
         (["--subject", "^(nobody)"], "--subject '^(nobody)' names no subject in 10 of 10 volume paths"),
         (["--subject", "(subj"], "is not a regular expression"),
-        (["--keep", "missing.json"], "missing.json"),
+        (["--keep", "missing.json"], "--keep missing.json: no such manifest file"),
     ],
 )
 def test_prepare_refuses_a_bad_subject_rule_or_kept_manifest(data_dir, tmp_path, capsys, args, message):
@@ -250,3 +250,26 @@ def test_prepare_names_skipped_folders_at_any_depth(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "2 volumes" in printed and "skipped 2 folder(s)" in printed
     assert "siteA/sourcedata, siteB/sourcedata" in printed
+
+
+def test_the_pattern_a_visit_note_suggests_names_every_person(tmp_path, capsys):
+    root = tmp_path / "study"
+    for name in ("p01_visit1", "p01_visit2", "p02_visit1", "p13_visit1", "p13_visit2"):
+        (root / name).mkdir(parents=True)
+        write_nifti(root / name / "t1.nii.gz", np.arange(8.0).reshape(2, 2, 2), np.eye(4))
+    assert main(["prepare", str(root), "--out", str(tmp_path / "m.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "2 name(s) may be several visits of one person (p01_visit1, p01_visit2)" in printed
+    pattern = printed.split("--subject '")[1].split("'")[0]
+    assert pattern == "^(p[0-9]+)_"
+    assert main(["prepare", str(root), "--out", str(tmp_path / "p.json"), "--subject", pattern]) == 0
+    assert "5 volumes from 3 subjects" in capsys.readouterr().out
+    # neither splits, contrasts nor plain case numbers are visits
+    for names in (("train", "val", "test"), ("T1", "T2", "FLAIR"), ("case_001", "case_002")):
+        other = tmp_path / "_".join(names)
+        for name in names:
+            (other / name).mkdir(parents=True)
+            write_nifti(other / name / "t1.nii.gz", np.arange(8.0).reshape(2, 2, 2), np.eye(4))
+        assert main(["prepare", str(other), "--out", str(other.with_suffix(".json"))]) == 0
+        printed = capsys.readouterr().out
+        assert "several visits" not in printed and "named like visits" not in printed

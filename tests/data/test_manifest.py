@@ -363,3 +363,46 @@ def test_a_kept_split_that_tore_a_subject_apart_is_refused(tmp_path):
         by_visit = Manifest(entries)
     with pytest.raises(FaganError, match=r"put the volumes of subject 'p0[13]' in train and val"):
         make_manifest(root, subject=r"^(p\d+)_visit", keep=by_visit)
+
+
+def test_symbolic_links_are_named_where_they_sit_not_where_they_point(tmp_path):
+    """A DataLad / git-annex dataset: every file a link into one store under .git/annex."""
+    root = tmp_path / "ds"
+    store = root / ".git" / "annex" / "objects"
+    for sub in ("sub-01", "sub-02", "sub-03"):
+        _touch_nifti(store / f"MD5E-{sub}.nii.gz")
+        (root / sub / "anat").mkdir(parents=True)
+        (root / sub / "anat" / f"{sub}_T1w.nii.gz").symlink_to(store / f"MD5E-{sub}.nii.gz")
+    manifest = make_manifest(root, ratios=(1, 0, 0))
+    assert sorted(e.subject for e in manifest.entries) == ["sub-01", "sub-02", "sub-03"]
+    assert all("/anat/sub-0" in e.path for e in manifest.entries)
+    saved = Manifest.load(_saved(manifest, tmp_path / "m.json"))
+    assert (
+        json.loads((tmp_path / "m.json").read_text())["entries"][0]["path"]
+        == "ds/sub-01/anat/sub-01_T1w.nii.gz"
+    )
+    assert [e.subject for e in make_manifest(root, subject=r"(sub-\d+)_T1w").entries] == [
+        e.subject for e in saved.entries
+    ]
+
+
+def test_a_pattern_match_loses_a_volume_suffix(tmp_path):
+    for visit in ("baseline", "followup"):
+        for person in ("p01", "p02"):
+            _touch_nifti(tmp_path / visit / f"{person}.nii.gz")
+    manifest = make_manifest(tmp_path, subject=r"^[^/]+/([^/]+)")
+    assert sorted({e.subject for e in manifest.entries}) == ["p01", "p02"]
+
+
+def test_a_kept_split_must_keep_someone_and_passes_on_its_one_anatomy(tmp_path):
+    root = _visits_tree(tmp_path / "a")
+    named = make_manifest(root, seed=2, subject=r"^(p\d+)_visit", anatomy="brain")
+    _touch_nifti(root / "p09_visit1" / "t1.nii.gz")
+    grown = make_manifest(root, subject=r"^(p\d+)_visit", keep=named)
+    assert {e.anatomy for e in grown.entries} == {"brain"}  # the new volume too
+    moved = tmp_path / "b"
+    root.rename(moved)  # moved, and named by another rule: nothing to keep
+    with pytest.raises(FaganError, match="none of the 6 subjects of the manifest to keep is found"):
+        make_manifest(moved, subject=r"^(p\d+_visit\d)", keep=named)
+    with pytest.raises(FaganError, match=r"the subject_pattern of old.json '\(p' is not a regular"):
+        make_manifest(moved, subject="(p", subject_source="the subject_pattern of old.json")

@@ -10,7 +10,7 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from fagan.data.io import read_volume
+from fagan.data.io import read_volume, write_nifti
 from fagan.evaluation import foreground_mask, score_volume
 from fagan.evaluation.evaluate import (
     Evaluation,
@@ -218,3 +218,26 @@ def test_per_volume_rows_keep_their_subject(tmp_path) -> None:
         "\n".join(",".join(line.split(",")[:9]) for line in (tmp_path / "rows.csv").read_text().splitlines())
     )
     assert [r.subject for r in read_rows(old)] == [""] * 8
+
+
+def test_volumes_of_one_file_name_are_told_apart_by_their_folders(tmp_path) -> None:
+    """p01/visit1/anat/T1.nii.gz and p01/visit2/anat/T1.nii.gz: two volumes of one person."""
+    layout = ("p01/visit1", "p01/visit2", "p02/visit1", "p03/visit1", "p03/visit2")
+    for where in layout:
+        (tmp_path / where / "anat").mkdir(parents=True)
+        write_nifti(tmp_path / where / "anat" / "T1.nii.gz", phantom((24, 24, 2), len(where)), np.eye(4))
+    volumes = evaluation_volumes(tmp_path)
+    assert [v.name for v in volumes] == [f"{where}/anat/T1" for where in layout]
+    assert [v.subject for v in volumes] == ["p01", "p01", "p02", "p03", "p03"]
+    ev = evaluate(volumes, [Method("fagan", 2, build_generator("fagan", 2, **TINY).eval())])
+    (table,) = psnr_ssim_tables(ev)
+    assert "5 volumes of 3 subjects" in table.title and table.rows[0][1].n == 3
+
+
+def test_a_paired_test_leaves_out_pairs_without_a_finite_score() -> None:
+    ev = _two_visits()
+    ev.rows[-1] = dataclasses.replace(ev.rows[-1], ssim_fg=math.nan)  # p3 has no foreground SSIM
+    assert math.isnan(ev.samples("fagan", 2, "ssim_fg")[-1])
+    (row,) = paired_tests_table(ev, "fagan").rows
+    assert row[-1] == 3  # PSNR and SSIM of the whole volume: every subject
+    assert all(r.subject for r in ev.rows)

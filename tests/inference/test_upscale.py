@@ -91,8 +91,9 @@ def test_a_4d_volume_is_upscaled_volume_by_volume_each_on_its_own_scaling(axis: 
     assert out.array.shape == (*expected, 3) and out.meta["frame_interval"] == 2.0
     assert not is_magnitude(array)  # the third volume's negatives are deep: decided for all
     for t in range(3):
-        alone = upscale_volume(Volume(array[..., t], volume.affine, {}), generator, axis=axis,
-                               batch_size=4, clip_negative=False)
+        alone = upscale_volume(
+            Volume(array[..., t], volume.affine, {}), generator, axis=axis, batch_size=4, clip_negative=False
+        )
         np.testing.assert_allclose(out.array[..., t], alone.array, rtol=1e-5, atol=1e-3)
         np.testing.assert_array_equal(out.affine, alone.affine)
     assert (out.array[..., 0] < 0).any()  # not clipped, although the first volume alone would be

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from pathlib import Path
 
@@ -31,16 +32,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--subject",
         metavar="REGEX",
-        help="name subjects by this regular expression instead: its first group (or whole match) in "
-        "each volume's path relative to DIR, e.g. '^(p[0-9]+)_visit' so that p012_visit1/ and "
-        "p012_visit2/ are one person",
+        help="name subjects by this regular expression instead: its first group that matched (or its "
+        "whole match) in each volume's path relative to DIR, e.g. '^(p[0-9]+)_visit' so that "
+        "p012_visit1/ and p012_visit2/ are one person",
     )
     parser.add_argument(
         "--keep",
         metavar="JSON",
         help="an earlier manifest of this data: its subjects stay in their splits (no earlier test "
-        "subject becomes a training one) and only new subjects are dealt; its ratios and --subject "
-        "rule apply unless given",
+        "subject becomes a training one) and only new subjects are dealt; its ratios, --subject rule "
+        "and (when it names one for every volume) anatomy apply unless given",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the subject shuffle (default: 0)")
     parser.add_argument(
@@ -80,12 +81,17 @@ def run(args: argparse.Namespace) -> int:
         raise FaganError(f"{out}: a manifest is a .json file; name it like {out.with_suffix('.json').name}")
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
-    keep = Manifest.load(args.keep) if args.keep is not None else None
+    keep = None
+    if args.keep is not None:
+        if not Path(args.keep).is_file():
+            raise FileNotFoundError(f"--keep {args.keep}: no such manifest file")
+        keep = Manifest.load(args.keep)
     ratios = args.ratios or (keep.ratios if keep is not None and keep.ratios else DEFAULT_RATIOS)
-    subject = args.subject
+    subject, source = args.subject, "--subject"
     if subject is None and keep is not None and isinstance(keep.extra.get("subject_pattern"), str):
-        subject = keep.extra["subject_pattern"]  # the kept split's own subject rule
-    manifest = make_manifest(root, check_ratios(ratios), args.seed, args.anatomy, subject, keep)
+        # the kept split's own subject rule
+        subject, source = keep.extra["subject_pattern"], f"the subject_pattern of {args.keep}"
+    manifest = make_manifest(root, check_ratios(ratios), args.seed, args.anatomy, subject, keep, source)
     if args.check:
         _check_volumes([Path(e.path) for e in manifest.entries], root)
     manifest.save(out, overwrite=args.overwrite)
@@ -96,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
         parts.append(f"{split} {counts[split]} ({n} subject{'' if n == 1 else 's'})")
     n_subjects = len({e.subject for e in manifest.entries})
     subjects = f"{n_subjects} subject{'' if n_subjects == 1 else 's'}"
-    print(f"wrote {out}: {len(manifest.entries)} volumes from {subjects}; " + ", ".join(parts))
+    volumes = f"{len(manifest.entries)} volume{'' if len(manifest.entries) == 1 else 's'}"
+    print(f"wrote {out}: {volumes} from {subjects}; " + ", ".join(parts))
     if keep is not None:
         _note_kept(keep, manifest, Path(args.keep))
     empty = [split for split, ratio in zip(SPLITS, ratios, strict=True) if ratio > 0 and not counts[split]]
@@ -109,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     loose = [
         e
         for e in manifest.entries
-        if Path(e.path).resolve().parent == root.resolve() and not BIDS_SUBJECT.match(e.subject)
+        if Path(e.path).parent == Path(os.path.abspath(root)) and not BIDS_SUBJECT.match(e.subject)
     ]
     if subject is None:
         _note_visits(sorted({e.subject for e in manifest.entries}))
@@ -162,13 +169,22 @@ def _note_kept(keep, manifest, path: Path) -> None:
     print(line)
 
 
-#: Words that name a visit or time point: ``visit2``, ``ses-1``, ``tp3``, ``baseline``, ``followup``.
+#: A visit or time point: ``visit2``, ``ses-1``, ``tp3``, ``baseline``, ``m06`` (ADNI), ``MR2``
+#: (OASIS), ``week4``, or a date. Contrast names (``T1``), splits (``test``) and bare numbers are not.
 _VISIT_WORD = (
-    r"(?:visit|ses|session|scan|tp|timepoint|time|fu|followup|follow-up|v|t|m|month|year|y|baseline|bl|"
-    r"pre|post|repeat|rescan|retest|test)[ _-]?[0-9]*"
+    r"(?:(?:visit|session|timepoint|time|scan|followup|follow-up|baseline|repeat|rescan|retest|pre|post|"
+    r"month|week|day|year|bl)[ _-]?[0-9]*|(?:ses|tp|fu|v|m|mr)[ _-]?[0-9]+|(?:19|20)[0-9]{2}(?:[0-9]{4})?)"
 )
 #: A subject name ending in a visit marker: ``p012_visit2`` is ``p012`` at ``visit2``.
-_VISIT = re.compile(rf"^(?P<stem>.+?)[ _.-]+{_VISIT_WORD}$", re.IGNORECASE)
+_VISIT = re.compile(rf"^(?P<stem>.+?)(?P<sep>[ _.-]+){_VISIT_WORD}$", re.IGNORECASE)
+
+
+def _person_pattern(stem: str, sep: str) -> str:
+    """A --subject pattern for names like ``stem`` followed by ``sep`` and a visit: its digit runs
+    stand for any number, so ``p01`` and ``_`` give ``^(p[0-9]+)_``."""
+    parts = re.split(r"([0-9]+)", stem)
+    body = "".join("[0-9]+" if part.isdigit() else re.escape(part) for part in parts if part)
+    return f"^({body}){re.escape(sep[0])}"
 
 
 def _note_visits(subjects: list[str]) -> None:
@@ -183,19 +199,24 @@ def _note_visits(subjects: list[str]) -> None:
             "folder down, prepare again with --subject '^[^/]+/([^/]+)'"
         )
         return
+    found = {name: _VISIT.match(name) for name in subjects}
     stems: dict[str, list[str]] = {}
-    for name in subjects:
-        found = _VISIT.match(name)
-        if found:
-            stems.setdefault(found.group("stem"), []).append(name)
+    for name, match in found.items():
+        if match:
+            stems.setdefault(match.group("stem"), []).append(name)
     shared = {stem: names for stem, names in stems.items() if len(names) > 1}
-    if shared:
-        stem, names = next(iter(sorted(shared.items())))
-        print(
-            f"note: {len(shared)} name(s) look like several visits of one person ({', '.join(names[:3])}); "
-            f"each is a subject of its own, so one person may span two splits - if they are one person, "
-            f"prepare again with --subject naming the person, e.g. --subject '^({re.escape(stem)})'"
-        )
+    if not shared:
+        return
+    stem, names = next(iter(sorted(shared.items())))
+    pattern = _person_pattern(stem, found[names[0]].group("sep"))  # type: ignore[union-attr]
+    # suggested only where it names every subject, each visit of a person alike
+    fits = all(re.match(pattern, name) for name in subjects)
+    advice = f"e.g. --subject '{pattern}'" if fits else "with --subject REGEX naming the person"
+    print(
+        f"note: {len(shared)} name(s) may be several visits of one person ({', '.join(names[:3])}); "
+        f"each is a subject of its own, so one person may span two splits - if they are one person, "
+        f"prepare again {advice}"
+    )
 
 
 #: Parts of file names that segmentations carry (M&Ms' _gt, BIDS' _dseg, ...).

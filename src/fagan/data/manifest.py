@@ -211,8 +211,9 @@ def _check_split(split: str) -> None:
 
 
 def _relative(path: str, folder: Path) -> str:
-    """``path`` relative to ``folder`` when both are on one drive, else absolute (POSIX style)."""
-    absolute = Path(path).resolve()
+    """``path`` relative to ``folder`` when both are on one drive, else absolute (POSIX style);
+    symbolic links are kept, not followed (a git-annex dataset's files are links)."""
+    absolute = Path(os.path.abspath(path))
     try:
         return Path(os.path.relpath(absolute, folder)).as_posix()
     except ValueError:  # different drives on Windows
@@ -280,36 +281,46 @@ def scan_volumes(root: str | os.PathLike) -> list[Path]:
     return sorted(found)
 
 
-def subject_pattern(pattern: str) -> re.Pattern[str]:
-    """``pattern`` compiled, or a one-line error when it is not a regular expression."""
+def subject_pattern(pattern: str, where: str = "--subject") -> re.Pattern[str]:
+    """``pattern`` compiled, or a one-line error (naming ``where`` it came from) when it is not a
+    regular expression."""
     try:
         return re.compile(pattern)
     except re.error as exc:
-        raise FaganError(f"--subject {pattern!r} is not a regular expression ({exc})") from None
+        raise FaganError(f"{where} {pattern!r} is not a regular expression ({exc})") from None
 
 
 def subject_of(
     path: str | os.PathLike, root: str | os.PathLike, pattern: re.Pattern[str] | None = None
 ) -> str | None:
     """The subject a volume belongs to, by the rule in this module's docstring; with ``pattern``,
-    its first group (or whole match) searched in the path relative to ``root``, or None where it
-    does not match."""
-    relative = Path(os.path.relpath(Path(path).resolve(), Path(root).resolve()))
+    its first group that matched (or its whole match, if it has no groups) searched in the path
+    relative to ``root``, without a volume suffix (``p01.nii.gz`` names ``p01``), or None where it
+    does not match.
+
+    Paths are taken as they sit under ``root``, symbolic links not followed: a DataLad or
+    git-annex dataset links every file into ``.git/annex``, and its subjects are the names of the
+    links' folders, not of the store's."""
+    relative = Path(os.path.relpath(os.path.abspath(path), os.path.abspath(root)))
     if pattern is not None:
         found = pattern.search(relative.as_posix())
         if found is None:
             return None
-        return next((g for g in found.groups() if g), None) if pattern.groups else found.group(0) or None
+        name = next((g for g in found.groups() if g), None) if pattern.groups else found.group(0)
+        return _without_suffix(name) or None if name else None
     parts = [p for p in relative.parts if p not in (".", "")]
     if not parts:
-        return Path(root).resolve().name
+        return Path(os.path.abspath(root)).name
     for part in parts:
         label = BIDS_SUBJECT.match(part)
         if label:
             return label.group(0)
     if len(parts) > 1:
         return parts[0]
-    name = parts[0]
+    return _without_suffix(parts[0])
+
+
+def _without_suffix(name: str) -> str:
     for suffix in sorted(SUPPORTED_SUFFIXES, key=len, reverse=True):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
@@ -389,6 +400,7 @@ def make_manifest(
     anatomy: str | None = None,
     subject: str | None = None,
     keep: Manifest | None = None,
+    subject_source: str = "--subject",
 ) -> Manifest:
     """Scan ``root`` and assign whole subjects to train / val / test (every entry of ``anatomy``,
     if given).
@@ -398,8 +410,10 @@ def make_manifest(
     The assignment depends only on the set of subjects and ``seed``. ``subject``, a regular
     expression, replaces the subject rule (:func:`subject_of`); a volume it does not match is
     an error. With ``keep``, an earlier manifest, its subjects keep their splits (and a volume
-    it lists keeps its anatomy unless ``anatomy`` is given); only subjects new to it are dealt,
-    one at a time to the split furthest below its share.
+    it lists keeps its anatomy unless ``anatomy`` is given, and a new volume gets the anatomy
+    of every entry of ``keep`` when they all have one); only subjects new to it are dealt, one
+    at a time to the split furthest below its share. A ``keep`` none of whose subjects is found
+    is an error. ``subject_source`` names where ``subject`` came from in its errors.
     """
     ratios = check_ratios(ratios)
     volumes = scan_volumes(root)
@@ -408,17 +422,23 @@ def make_manifest(
             f"{root}: no volumes found (looked for {', '.join(SUPPORTED_SUFFIXES)} files and DICOM "
             "series, recursively); point to the folder holding the data"
         )
-    pattern = subject_pattern(subject) if subject is not None else None
+    pattern = subject_pattern(subject, subject_source) if subject is not None else None
     subject_of_volume = {v: subject_of(v, root, pattern) for v in volumes}
     unmatched = [os.path.relpath(v, root) for v, name in subject_of_volume.items() if name is None]
     if unmatched:
         shown = ", ".join(unmatched[:3]) + (f" and {len(unmatched) - 3} more" if len(unmatched) > 3 else "")
         raise FaganError(
-            f"--subject {subject!r} names no subject in {len(unmatched)} of {len(volumes)} volume paths "
-            f"({shown}); it is searched in each path relative to {root}"
+            f"{subject_source} {subject!r} names no subject in {len(unmatched)} of {len(volumes)} volume "
+            f"paths ({shown}); it is searched in each path relative to {root}"
         )
     subjects = sorted({name for name in subject_of_volume.values() if name is not None})
     kept = {} if keep is None else _kept_splits(keep, subject_of_volume)
+    if keep is not None and not kept:
+        raise FaganError(
+            f"none of the {len({e.subject for e in keep.entries})} subjects of the manifest to keep is "
+            f"found in {root}, by subject name or by volume path (moved data and a changed subject rule?); "
+            "keep the subject rule it was made with, or prepare without --keep to deal every subject afresh"
+        )
     if kept:
         split_of = kept | _deal_new([s for s in subjects if s not in kept], kept, ratios, seed)
     else:
@@ -430,11 +450,13 @@ def make_manifest(
                 split_of[subjects[i]] = name
             start += count
     anatomy_of = {} if keep is None else {Path(e.path).resolve(): e.anatomy for e in keep.entries}
+    named = {e.anatomy for e in keep.entries} if keep is not None else set()
+    one_anatomy = named.pop() if len(named) == 1 else None  # the kept manifest's, for new volumes
     entries = []
     for volume, name in subject_of_volume.items():
         assert name is not None
-        kept_anatomy = anatomy_of.get(volume.resolve())
-        entries.append(ManifestEntry(str(volume.resolve()), name, split_of[name], anatomy or kept_anatomy))
+        kept_anatomy = anatomy_of.get(volume.resolve(), one_anatomy)
+        entries.append(ManifestEntry(os.path.abspath(volume), name, split_of[name], anatomy or kept_anatomy))
     extra = {"subject_pattern": subject} if subject is not None else {}
     return Manifest(entries, seed=int(seed), ratios=ratios, extra=extra)
 

@@ -247,7 +247,7 @@ def evaluate(
                 seconds = time.perf_counter() - start
                 s = score_volume(sr, hr, axis, mask=mask)
                 result.rows.append(
-                    Row(method.name, scale, info.name, info.anatomy, *s, seconds, info.subject or "")
+                    Row(method.name, scale, info.name, info.anatomy, *s, seconds, info.subject or info.name)
                 )
                 progress(
                     f"x{scale} {info.name}: {method.name} PSNR {s.psnr:.2f} dB, "
@@ -376,7 +376,8 @@ def _with_all(anatomies: list[str]) -> list[str | None]:
 
 def psnr_ssim_tables(ev: Evaluation, number_from: int = 1, foreground: bool = False) -> list[Table]:
     """The analogue of the paper's Tables 1-4: one table per anatomy (and one over all volumes),
-    a row per method, PSNR and SSIM per scale as mean ± std over volumes."""
+    a row per method, PSNR and SSIM per scale as mean ± std over volumes (over subjects, each the
+    mean of its volumes, where a subject has several: :meth:`Evaluation.samples`)."""
     tables = []
     suffix, what = ("_fg", " inside the foreground mask") if foreground else ("", "")
     for k, anatomy in enumerate(_with_all(ev.anatomies())):
@@ -453,8 +454,12 @@ def paired_tests_table(ev: Evaluation, reference: str, name: str = "paired_tests
         for other in methods:
             if other == reference:
                 continue
-            p = paired_test(ev.samples(reference, scale, "psnr"), ev.samples(other, scale, "psnr"))
-            q = paired_test(ev.samples(reference, scale, "ssim"), ev.samples(other, scale, "ssim"))
+            p = paired_test(
+                *_finite_pairs(ev.samples(reference, scale, "psnr"), ev.samples(other, scale, "psnr"))
+            )
+            q = paired_test(
+                *_finite_pairs(ev.samples(reference, scale, "ssim"), ev.samples(other, scale, "ssim"))
+            )
             rows.append(
                 (f"x{scale}", other, p.median_difference, p.p_value, q.median_difference, q.p_value, p.n)
             )
@@ -465,6 +470,13 @@ def paired_tests_table(ev: Evaluation, reference: str, name: str = "paired_tests
         tuple(rows),
         f"Two-sided; with n {unit} the smallest possible p is 2/2^n (0.0625 for 5).",
     )
+
+
+def _finite_pairs(a: list[float], b: list[float]) -> tuple[list[float], list[float]]:
+    """The pairs of ``a`` and ``b`` where both are finite (a volume without a foreground score,
+    say, leaves the test rather than making it NaN)."""
+    kept = [(x, y) for x, y in zip(a, b, strict=True) if math.isfinite(x) and math.isfinite(y)]
+    return [x for x, _ in kept], [y for _, y in kept]
 
 
 def write_rows(rows: Sequence[Row], path: str | os.PathLike) -> None:
@@ -512,13 +524,36 @@ def evaluation_volumes(data: str | os.PathLike | None = None, split: str = "test
         subjects = [e.subject for e in Manifest.load(data).entries if e.split == split]
     else:
         subjects = [None]
-    names = [volume_stem(p.name) for p in paths]
-    if len(set(names)) != len(names):  # same file name in different subject folders
-        names = [f"{p.parent.name}/{volume_stem(p.name)}" for p in paths]
     return [
         EvalVolume(n, a or "MRI", p, subject)
-        for n, (p, a), subject in zip(names, entries, subjects, strict=True)
+        for n, (p, a), subject in zip(volume_names(paths), entries, subjects, strict=True)
     ]
+
+
+def volume_names(paths: Sequence[Path]) -> list[str]:
+    """A unique name for each volume: its file name without suffix, with as many of its folders
+    as tell apart the volumes of that file name (``p01/visit1/anat/T1.nii.gz`` and
+    ``p01/visit2/anat/T1.nii.gz`` are ``visit1/anat/T1`` and ``visit2/anat/T1``), else its whole
+    path."""
+    parts = [[*Path(os.path.abspath(p)).parent.parts[1:], volume_stem(Path(p).name)] for p in paths]
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, part in enumerate(parts):
+        groups[part[-1]].append(i)
+    names = [part[-1] for part in parts]
+    for members in groups.values():
+        for depth in range(2, max(len(parts[i]) for i in members) + 1):
+            if len(members) == 1:
+                break
+            tried = ["/".join(parts[i][-depth:]) for i in members]
+            if len(set(tried)) == len(tried):
+                for i, name in zip(members, tried, strict=True):
+                    names[i] = name
+                break
+        else:
+            if len(members) > 1:
+                for i in members:
+                    names[i] = str(paths[i])
+    return names
 
 
 __all__ = [
@@ -536,5 +571,6 @@ __all__ = [
     "evaluation_volumes",
     "figure_name",
     "method_names",
+    "volume_names",
     "write_rows",
 ]
