@@ -83,3 +83,31 @@ def grow_upsampling(state: dict[str, torch.Tensor], stages: int) -> dict[str, to
             if key.startswith(last):
                 grown[f"upsample.{stage}." + key[len(last) :]] = value.clone()
     return grown
+
+
+def grow_blocks(
+    state: dict[str, torch.Tensor], blocks: int, fresh: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """A generator's state dict with its stack of LFFBs deepened to ``blocks``.
+
+    The added blocks follow the trained ones and take their weights from ``fresh`` (the state of
+    a newly built generator of the deeper configuration), except that their 1x1 fusion
+    convolution starts at zero: an LFFB adds its input back, so each new block starts as the
+    identity and the deeper generator computes exactly what the trained one did (as Net2Net's
+    deeper networks start) before training moves it.
+    """
+    trained = sum(1 for key in state if key.startswith("body.") and key.endswith(".fuse.weight"))
+    if blocks < trained:
+        raise ValueError(f"cannot shrink {trained} LFFBs to {blocks}")
+    grown = {key: value for key, value in state.items() if not key.startswith("body.")}
+    for key, value in state.items():
+        if key.startswith("body."):
+            _, index, rest = key.split(".", 2)
+            i = int(index)
+            grown[f"body.{i if i < trained else i - trained + blocks}.{rest}"] = (
+                value  # the closing conv moves
+            )
+    for key, value in fresh.items():
+        if key.startswith("body.") and trained <= int(key.split(".")[1]) < blocks:
+            grown[key] = torch.zeros_like(value) if ".fuse." in key else value.clone()
+    return grown

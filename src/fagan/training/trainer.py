@@ -47,7 +47,7 @@ from fagan.losses import GeneratorLoss, PerceptualLoss, PixelLoss, discriminator
 from fagan.metrics import psnr, ssim
 from fagan.models import build_discriminator, build_generator, generator_config
 from fagan.models.config import GeneratorConfig
-from fagan.models.generator import Generator, grow_upsampling
+from fagan.models.generator import Generator, grow_blocks, grow_upsampling
 from fagan.models.release import RUN_RELEASE, load_release, save_release
 from fagan.training import checkpoint, logs
 from fagan.training.config import TrainConfig, load_config, save_config
@@ -200,7 +200,9 @@ def _init_generator(generator: Generator, path: str) -> None:
     """Start ``generator`` from the weights of a release file of the same architecture.
 
     The file may be for a smaller scale: its upsampling stages are then extended by copies of
-    its last one (:func:`fagan.models.generator.grow_upsampling`).
+    its last one (:func:`fagan.models.generator.grow_upsampling`). It may hold fewer LFFBs: the
+    stack is then deepened by blocks that start as the identity
+    (:func:`fagan.models.generator.grow_blocks`).
     """
     source, meta = load_release(path)
     if source.scale > generator.scale:
@@ -209,6 +211,9 @@ def _init_generator(generator: Generator, path: str) -> None:
             f"x{generator.scale}; start from weights of x{generator.scale} or a smaller scale"
         )
     differ = _differences(generator.config, source.config)
+    blocks = generator.config.lffb_blocks
+    deeper = [d for d in differ if d[0] == "lffb_blocks" and generator.config.lffb and d[2] < blocks]
+    differ = [d for d in differ if d not in deeper]
     if differ:
         have = ", ".join(f"{k}={theirs}" for k, _, theirs in differ)
         want = ", ".join(f"{k}={mine}" for k, mine, _ in differ)
@@ -217,7 +222,11 @@ def _init_generator(generator: Generator, path: str) -> None:
             "set model.overrides to match"
         )
     stages = len(generator.upsample)
-    generator.load_state_dict(grow_upsampling(source.state_dict(), stages))
+    state = grow_upsampling(source.state_dict(), stages)
+    if deeper:
+        state = grow_blocks(state, blocks, generator.state_dict())
+        log.info("LFFBs deepened from %d to %d; the new ones start as the identity", deeper[0][2], blocks)
+    generator.load_state_dict(state)
     log.info(
         "generator initialised from %s (%s x%d, %s steps)",
         path,
