@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fagan.models import ABLATIONS, GENERATORS, SCALES, build_generator, generator_config
-from fagan.models.generator import grow_upsampling
+from fagan.models.generator import grow_blocks, grow_upsampling
 
 # A tiny backbone: every code path, a fraction of a second per case.
 TINY = dict(channels=16, lffb_blocks=1, path_channels=8, residual_blocks=2, head_kernel=3, reduction=4)
@@ -120,3 +120,18 @@ def test_weights_of_a_smaller_scale_grow_into_a_larger_one() -> None:
     assert x8(torch.rand(1, 1, 5, 4)).shape == (1, 1, 40, 32)
     with pytest.raises(ValueError, match="cannot shrink 3 upsampling stages to 1"):
         grow_upsampling(x8.state_dict(), 1)
+
+
+def test_a_deeper_stack_of_lffbs_starts_as_the_trained_one() -> None:
+    """Two LFFBs appended to a trained one start as the identity: the same output to the bit."""
+    torch.manual_seed(0)
+    trained = build_generator("fagan", 2, **TINY).eval()
+    deeper = build_generator("fagan", 2, **{**TINY, "lffb_blocks": 3}).eval()
+    deeper.load_state_dict(grow_blocks(trained.state_dict(), 3, deeper.state_dict()))
+    x = torch.rand(2, 1, 9, 7)
+    with torch.no_grad():
+        assert torch.equal(deeper(x), trained(x))
+    assert torch.equal(deeper.body[3].weight, trained.body[1].weight)  # the closing conv moved along
+    assert not deeper.body[2].fuse.weight.any() and deeper.body[2].first[0].weight.any()
+    with pytest.raises(ValueError, match="cannot shrink 3 LFFBs to 1"):
+        grow_blocks(deeper.state_dict(), 1, trained.state_dict())

@@ -234,6 +234,24 @@ def test_a_larger_scale_starts_from_a_smaller_scales_release_but_not_the_reverse
     assert not (tmp_path / "y" / "checkpoints").exists()
 
 
+def test_a_run_with_more_lffbs_starts_from_a_release_with_fewer(tmp_path):
+    shallow = train(tiny_config("schedule.steps=1"), tmp_path / "shallow", device="cpu")
+    blocks = load_release(shallow)[0].config.lffb_blocks
+    deeper = f"model.overrides.lffb_blocks={blocks + 1}"
+    config = tiny_config(f"model.init_weights={shallow}", deeper, "optim.lr=0", "schedule.ema_decay=0")
+    grown, meta = load_release(train(config, tmp_path / "deep", device="cpu"))
+    small, _ = load_release(shallow)
+    x = torch.rand(1, 1, 12, 12)
+    with torch.no_grad():
+        assert torch.equal(grown.eval()(x), small.eval()(x))
+    with pytest.raises(FaganError, match=f"lffb_blocks={blocks + 1} where this run has lffb_blocks={blocks}"):
+        train(
+            tiny_config(f"model.init_weights={tmp_path / 'deep' / 'release.safetensors'}"),
+            tmp_path / "z",
+            device="cpu",
+        )
+
+
 def test_sample_stream_splits_epochs_between_ranks_and_resumes_in_place():
     ranks = [SampleStream(10, seed=3, rank=r, world_size=2) for r in range(2)]
     first = [[next(it) for _ in range(5)] for it in map(iter, ranks)]
