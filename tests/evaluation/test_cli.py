@@ -322,7 +322,9 @@ def test_evaluate_names_a_volume_too_small_for_a_scale_before_any_work(setup, ca
     assert scored == [] and not out.exists()  # refused before the first volume was upscaled
 
 
-def test_evaluate_records_what_made_its_numbers_and_refuses_a_split_of_a_folder(setup, capsys) -> None:
+def test_evaluate_records_what_made_its_numbers_and_refuses_a_split_of_a_folder(
+    setup, capsys
+) -> None:
     import json
 
     from fagan.models.release import read_metadata

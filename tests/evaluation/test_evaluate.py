@@ -58,13 +58,8 @@ def test_masked_scores() -> None:
     pooled = []
     for k in range(hr.shape[2]):
         _, local = structural_similarity(
-            hr[:, :, k],
-            sr[:, :, k],
-            gaussian_weights=True,
-            sigma=1.5,
-            use_sample_covariance=False,
-            data_range=data_range,
-            full=True,
+            hr[:, :, k], sr[:, :, k], gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+            data_range=data_range, full=True,
         )
         pooled.append(local[5:-5, 5:-5][mask[5:-5, 5:-5, k]])
     assert 0.05 < mask.mean() < 0.95 and inside.ssim_fg != pytest.approx(inside.ssim, abs=1e-3)

@@ -276,11 +276,8 @@ def test_a_series_volume_that_cannot_be_normalised_is_named_with_the_frame_advic
     nib.save(nib.Nifti1Image(np.stack([good, flat], -1).astype(np.float32), np.eye(4)), tmp_path / "s.nii")
     weights = str(weights_dir / "x2.safetensors")
     argv = ["upscale", str(tmp_path / "s.nii"), "--scale", "2", "--weights", weights]
-    _fails(
-        capsys,
-        [*argv, "-o", str(tmp_path / "x.nii")],
-        "s.nii: volume 1 of 2 cannot be normalised (the image is constant",
-    )
+    _fails(capsys, [*argv, "-o", str(tmp_path / "x.nii")],
+           "s.nii: volume 1 of 2 cannot be normalised (the image is constant")
     _fails(capsys, [*argv, "-o", str(tmp_path / "x.nii")], "; upscale the others one by one with --frame N")
     assert not (tmp_path / "x.nii").exists()
     assert main([*argv, "-o", str(tmp_path / "v0.nii"), "--frame", "0"]) == 0
@@ -348,44 +345,14 @@ def test_a_dicom_series_with_time_points_comes_back_4d(tmp_path, weights_dir) ->
                 AcquisitionTime=f"1200{3 * t:02d}.5{k}",  # 3 s apart (slices 10 ms apart)
             )
     out = tmp_path / "sr.nii"
-    assert (
-        main(
-            [
-                "upscale",
-                str(series),
-                "-o",
-                str(out),
-                "--scale",
-                "2",
-                "--weights",
-                str(weights_dir / "x2.safetensors"),
-            ]
-        )
-        == 0
-    )
+    assert main(["upscale", str(series), "-o", str(out), "--scale", "2", "--weights",
+                 str(weights_dir / "x2.safetensors")]) == 0
     img = nib.load(out)
     assert img.shape == (20, 16, 3, 2)
     np.testing.assert_allclose(img.header.get_zooms(), (0.4, 0.4, 2.0, 3.0), rtol=1e-5)
     assert int(img.header["sform_code"]) == 1 and img.header.get_xyzt_units() == ("mm", "sec")
-    assert (
-        main(
-            [
-                "upscale",
-                str(series),
-                "-o",
-                str(tmp_path / "one.npy"),
-                "--scale",
-                "2",
-                "--frame",
-                "1",
-                "--axis",
-                "2",
-                "--weights",
-                str(weights_dir / "x2.safetensors"),
-            ]
-        )
-        != 0
-    )  # 3 slices
+    assert main(["upscale", str(series), "-o", str(tmp_path / "one.npy"), "--scale", "2", "--frame", "1",
+                 "--axis", "2", "--weights", str(weights_dir / "x2.safetensors")]) != 0  # 3 slices
     # a cine series of one slice: its time points are not slices, so one of them is a 2D image
     cine = tmp_path / "cine"
     cine.mkdir()
@@ -393,23 +360,8 @@ def test_a_dicom_series_with_time_points_comes_back_4d(tmp_path, weights_dir) ->
         pixels = (rng.random((8, 10)) * 2000).astype(np.uint16)
         write_slice(cine / f"t{t}.dcm", pixels, position=(0.0, 0.0, 0.0), instance=t + 1,
                     TemporalPositionIdentifier=t + 1)  # fmt: skip
-    assert (
-        main(
-            [
-                "upscale",
-                str(cine),
-                "-o",
-                str(tmp_path / "t1.npy"),
-                "--scale",
-                "2",
-                "--frame",
-                "1",
-                "--weights",
-                str(weights_dir / "x2.safetensors"),
-            ]
-        )
-        == 0
-    )
+    assert main(["upscale", str(cine), "-o", str(tmp_path / "t1.npy"), "--scale", "2", "--frame", "1",
+                 "--weights", str(weights_dir / "x2.safetensors")]) == 0
     assert np.load(tmp_path / "t1.npy").shape == (20, 16)
 
 
