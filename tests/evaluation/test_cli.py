@@ -351,6 +351,10 @@ def test_evaluate_records_what_made_its_numbers_and_refuses_a_split_of_a_folder(
     assert main([*argv, "--out", str(folder / "x")]) == 2
     assert "--split chooses among a manifest's splits" in capsys.readouterr().err
     assert not (folder / "x").exists()
+    argv = ["evaluate", "--weights", str(weights[4]), "--data", str(manifest), "--subject", "(p)"]
+    assert main([*argv, "--out", str(folder / "x")]) == 2
+    assert "--subject names subjects in a folder given as --data" in capsys.readouterr().err
+    assert not (folder / "x").exists()
 
 
 def test_evaluate_warns_when_the_scored_planes_hold_thick_voxels(setup, capsys) -> None:

@@ -10,6 +10,7 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from fagan import FaganError
 from fagan.data.io import read_volume, write_nifti
 from fagan.evaluation import foreground_mask, score_volume
 from fagan.evaluation.evaluate import (
@@ -227,6 +228,11 @@ def test_volumes_of_one_file_name_are_told_apart_by_their_folders(tmp_path) -> N
     ev = evaluate(volumes, [Method("fagan", 2, build_generator("fagan", 2, **TINY).eval())])
     (table,) = psnr_ssim_tables(ev)
     assert "5 volumes of 3 subjects" in table.title and table.rows[0][1].n == 3
+    # a subject rule of one's own, as prepare --subject takes
+    named = evaluation_volumes(tmp_path, subject=r"^p0(\d)/")
+    assert [v.subject for v in named] == ["1", "1", "2", "3", "3"]
+    with pytest.raises(FaganError, match=r"--subject 'p9' names no subject in 5 of 5 volume paths"):
+        evaluation_volumes(tmp_path, subject="p9")
 
 
 def test_a_paired_test_leaves_out_pairs_without_a_finite_score() -> None:

@@ -36,6 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "volume has no splits",
     )
     p.add_argument(
+        "--subject",
+        metavar="REGEX",
+        help="with a folder as --data: name each volume's subject by this regular expression, as "
+        "`fagan prepare --subject` does (default: prepare's rule); a manifest names its own",
+    )
+    p.add_argument(
         "--scales", type=int, nargs="+", default=None, metavar="S", help="scales to evaluate (2, 4, 8)"
     )
     p.add_argument("--axis", type=int, default=2, choices=(0, 1, 2), help="slice axis (default 2)")
@@ -99,7 +105,9 @@ def run(args: argparse.Namespace) -> int:
             f"--split chooses among a manifest's splits; {args.data} is not a manifest, and all of it "
             "would be scored (make one with `fagan prepare DIR --out M.json`)"
         )
-    volumes = evaluation_volumes(args.data, args.split or "test")
+    if args.subject is not None and (args.data is None or not Path(args.data).is_dir()):
+        raise ValueError("--subject names subjects in a folder given as --data; a manifest names its own")
+    volumes = evaluation_volumes(args.data, args.split or "test", args.subject)
     fid_network = load_inception(args.fid_weights, device) if (args.fid or args.fid_weights) else None
 
     loaded = [load_release(f, device=device) for f in files]

@@ -507,9 +507,13 @@ def read_rows(path: str | os.PathLike) -> list[Row]:
         ]
 
 
-def evaluation_volumes(data: str | os.PathLike | None = None, split: str = "test") -> list[EvalVolume]:
-    """The volumes of ``split``: from a manifest (or a folder), or the embedded sample data."""
-    from fagan.data.manifest import Manifest, resolve_entries, subject_of
+def evaluation_volumes(
+    data: str | os.PathLike | None = None, split: str = "test", subject: str | None = None
+) -> list[EvalVolume]:
+    """The volumes of ``split``: from a manifest (or a folder), or the embedded sample data. Each
+    volume's subject comes from the manifest, or for a folder from ``subject`` (a regular
+    expression, as ``fagan prepare --subject`` takes) or prepare's rule."""
+    from fagan.data.manifest import Manifest, resolve_entries, subject_of, subject_pattern
     from fagan.data.sample import sample_volumes
 
     if data is None:
@@ -519,7 +523,14 @@ def evaluation_volumes(data: str | os.PathLike | None = None, split: str = "test
     if not paths:
         raise ValueError(f"{data} has no volumes in its {split} split")
     if Path(data).is_dir():  # prepare's subject rule
-        subjects: list[str | None] = [subject_of(p, data) for p in paths]
+        pattern = subject_pattern(subject) if subject is not None else None
+        subjects: list[str | None] = [subject_of(p, data, pattern) for p in paths]
+        unmatched = [str(p) for p, name in zip(paths, subjects, strict=True) if name is None]
+        if unmatched:
+            raise FaganError(
+                f"--subject {subject!r} names no subject in {len(unmatched)} of {len(paths)} volume paths "
+                f"(such as {unmatched[0]}); it is searched in each path relative to {data}"
+            )
     elif Path(data).suffix.lower() == ".json":
         subjects = [e.subject for e in Manifest.load(data).entries if e.split == split]
     else:
