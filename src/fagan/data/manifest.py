@@ -23,7 +23,8 @@ Subject rule used by :func:`make_manifest`, for a volume at ``root/<relative pat
 
 Where that rule does not fit a dataset's naming (repeat visits in folders ``p012_visit1`` and
 ``p012_visit2`` are one person), a regular expression replaces it (``fagan prepare --subject``):
-its first group, or its whole match, in the volume's path relative to ``root`` names the subject.
+its first group that matched, or its whole match, in the volume's path relative to ``root`` names the
+subject.
 
 A new scan of a grown dataset can keep an earlier manifest's split (``fagan prepare --keep``):
 every subject of that manifest stays in its split, so no test subject of an earlier run becomes
